@@ -1,0 +1,228 @@
+"""Layer descriptions with torch's names and layouts (``torch.nn`` containers and layers).
+
+Each layer is immutable; ``init(key)`` returns its parameters as a dict keyed like
+torch's ``state_dict`` and ``apply(params, x)`` is pure. Shape checks are Python-level,
+so they cost nothing under ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnet.nn import init as init_
+from jaxnet.nn.module import Module, Params
+
+
+class Linear(Module):
+    """``y = x W^T + b`` with ``W: [out_features, in_features]`` (``torch.nn.Linear``).
+
+    Default init is torch's: weight and bias both ``U(-1/sqrt(in), 1/sqrt(in))``
+    (torch's ``kaiming_uniform_(a=sqrt(5))`` works out to that bound).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=jnp.float32):
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"Linear: {name} must be a non-negative int, got {value!r}")
+        object.__setattr__(self, "in_features", in_features)
+        object.__setattr__(self, "out_features", out_features)
+        object.__setattr__(self, "bias", bias)
+        object.__setattr__(self, "dtype", dtype)
+
+    def init(self, key: jax.Array) -> Params:
+        w_key, b_key = jax.random.split(key)
+        shape = (self.out_features, self.in_features)
+        params = {"weight": init_.kaiming_uniform(w_key, shape, self.dtype, a=math.sqrt(5))}
+        if self.bias:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            params["bias"] = init_.uniform(b_key, (self.out_features,), self.dtype, -bound, bound)
+        return params
+
+    def apply(self, params: Params, x: jax.Array) -> jax.Array:
+        if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.in_features:
+            raise ValueError(
+                f"{self.short_name()} expected input [..., {self.in_features}], "
+                f"got shape {tuple(jnp.shape(x))}"
+            )
+        y = x @ params["weight"].T  # (..., in) @ (in, out) -> (..., out)
+        if self.bias:
+            y = y + params["bias"]
+        return y
+
+    def short_name(self) -> str:
+        return f"Linear({self.in_features} -> {self.out_features})"
+
+    def __repr__(self) -> str:
+        return (
+            f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias})"
+        )
+
+
+class _Elementwise(Module):
+    """A parameter-free layer applying ``fn`` to its input."""
+
+    fn: Callable[[jax.Array], jax.Array]
+
+    def apply(self, params: Params, x: jax.Array) -> jax.Array:
+        del params
+        return type(self).fn(x)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ReLU(_Elementwise):
+    """``max(x, 0)`` (``torch.nn.ReLU``); the gradient at 0 is 0, as in torch."""
+
+    fn = staticmethod(jax.nn.relu)
+
+
+class Sigmoid(_Elementwise):
+    """``1 / (1 + exp(-x))`` (``torch.nn.Sigmoid``)."""
+
+    fn = staticmethod(jax.nn.sigmoid)
+
+
+class Tanh(_Elementwise):
+    """Hyperbolic tangent (``torch.nn.Tanh``)."""
+
+    fn = staticmethod(jnp.tanh)
+
+
+class Identity(_Elementwise):
+    """Returns its input unchanged (``torch.nn.Identity``)."""
+
+    fn = staticmethod(lambda x: x)
+
+
+class Flatten(Module):
+    """Flattens dims ``start_dim..end_dim`` into one (``torch.nn.Flatten``, same defaults)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        object.__setattr__(self, "start_dim", start_dim)
+        object.__setattr__(self, "end_dim", end_dim)
+
+    def apply(self, params: Params, x: jax.Array) -> jax.Array:
+        del params
+        shape = jnp.shape(x)
+        ndim = max(len(shape), 1)
+        start = self.start_dim % ndim if -ndim <= self.start_dim < ndim else None
+        end = self.end_dim % ndim if -ndim <= self.end_dim < ndim else None
+        if start is None or end is None or start > end:
+            raise ValueError(
+                f"{self!r} cannot flatten an input of shape {tuple(shape)} "
+                f"(dims out of range or start after end)"
+            )
+        return jnp.reshape(x, (*shape[:start], -1, *shape[end + 1 :]) if shape else (1,))
+
+    def __repr__(self) -> str:
+        return f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim})"
+
+
+class Lambda(Module):
+    """A parameter-free custom layer from a function of the input.
+
+    PyTorch has no ``nn.Lambda``; this is the one-line ``nn.Module`` subclass whose
+    ``forward`` calls ``fn``. Seed 003's ``CenteredLayer`` is
+    ``Lambda(lambda x: x - x.mean())``.
+    """
+
+    def __init__(self, fn: Callable[[jax.Array], jax.Array], name: str | None = None):
+        if not callable(fn):
+            raise TypeError(f"Lambda expects a callable, got {type(fn).__name__}")
+        object.__setattr__(self, "fn", fn)
+        object.__setattr__(self, "name", name or getattr(fn, "__name__", "fn"))
+
+    def apply(self, params: Params, x: jax.Array) -> jax.Array:
+        del params
+        return self.fn(x)
+
+    def __repr__(self) -> str:
+        return f"Lambda({self.name})"
+
+
+class Sequential(Module):
+    """Layers applied in order, children keyed ``"0"``, ``"1"``, … (``torch.nn.Sequential``).
+
+    Parameter-free children take no entry in the params. The same layer object used at
+    several positions is *tied*: its parameters are stored once, under its first
+    position (where torch's ``named_parameters()`` lists them), every use reads them,
+    and ``jax.grad`` therefore returns the sum of the gradients of all uses.
+    """
+
+    def __init__(self, *layers: Any):
+        for i, layer in enumerate(layers):
+            if not (callable(getattr(layer, "init", None)) and callable(getattr(layer, "apply", None))):
+                raise TypeError(
+                    f"Sequential: child {i} ({type(layer).__name__}) needs init(key) and "
+                    "apply(params, x) methods"
+                )
+        first_position: dict[int, int] = {}
+        for i, layer in enumerate(layers):
+            first_position.setdefault(id(layer), i)
+        object.__setattr__(self, "layers", tuple(layers))
+        # Where each position reads its parameters: its own slot, or a tied layer's first.
+        object.__setattr__(
+            self, "param_keys", tuple(str(first_position[id(layer)]) for layer in layers)
+        )
+
+    def init(self, key: jax.Array) -> Params:
+        keys = jax.random.split(key, max(len(self.layers), 1))
+        params: Params = {}
+        for i, (layer, slot) in enumerate(zip(self.layers, self.param_keys, strict=True)):
+            if slot != str(i):  # tied: already initialised at its first position
+                continue
+            layer_params = layer.init(keys[i])
+            if layer_params:
+                params[slot] = layer_params
+        return params
+
+    def apply(self, params: Params, x: jax.Array) -> jax.Array:
+        for layer, slot in zip(self.layers, self.param_keys, strict=True):
+            x = layer.apply(params.get(slot, {}), x)
+        return x
+
+    def children(self) -> Iterator[tuple[str, Any]]:
+        return ((str(i), layer) for i, layer in enumerate(self.layers))
+
+    def __getitem__(self, index: int) -> Any:
+        return self.layers[index]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
+
+
+class MLP(Sequential):
+    """``Linear -> act -> ... -> Linear`` as a :class:`Sequential` with torch's keys.
+
+    ``MLP(784, [256, 64], 10)`` equals
+    ``nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(),
+    nn.Linear(64, 10))``: parameters under ``"0"``, ``"2"``, ``"4"``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: Sequence[int],
+        out_features: int,
+        activation: Callable[[], Any] = ReLU,
+        bias: bool = True,
+        dtype=jnp.float32,
+    ):
+        sizes = [in_features, *hidden_features, out_features]
+        layers: list[Any] = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(Linear(n_in, n_out, bias=bias, dtype=dtype))
+            if i < len(sizes) - 2:
+                layers.append(activation())
+        super().__init__(*layers)
