@@ -14,3 +14,9 @@ torch.set_num_threads(1)
 def rng():
     """A NumPy generator with a fixed seed: inputs shared by torch and jaxnet."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    """Torch's own initialisers run in many tests; seed them so every run is the same."""
+    torch.manual_seed(0)

@@ -12,3 +12,4 @@ from jaxnet.nn.layers import Sigmoid as Sigmoid
 from jaxnet.nn.layers import Tanh as Tanh
 from jaxnet.nn.module import Module as Module
 from jaxnet.nn.module import Params as Params
+from jaxnet.nn.encoding import PositionalEncoding as PositionalEncoding

@@ -7,6 +7,7 @@ so they cost nothing under ``jax.jit``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -29,10 +30,10 @@ class Linear(Module):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"Linear: {name} must be a non-negative int, got {value!r}")
-        object.__setattr__(self, "in_features", in_features)
-        object.__setattr__(self, "out_features", out_features)
-        object.__setattr__(self, "bias", bias)
-        object.__setattr__(self, "dtype", dtype)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.bias = bias
+        self.dtype = dtype
 
     def init(self, key: jax.Array) -> Params:
         w_key, b_key = jax.random.split(key)
@@ -51,7 +52,7 @@ class Linear(Module):
             )
         y = x @ params["weight"].T  # (..., in) @ (in, out) -> (..., out)
         if self.bias:
-            y = y + params["bias"]
+            y = y + jnp.expand_dims(params["bias"], range(y.ndim - 1))  # (1.., out)
         return y
 
     def short_name(self) -> str:
@@ -105,8 +106,8 @@ class Flatten(Module):
     """Flattens dims ``start_dim..end_dim`` into one (``torch.nn.Flatten``, same defaults)."""
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
-        object.__setattr__(self, "start_dim", start_dim)
-        object.__setattr__(self, "end_dim", end_dim)
+        self.start_dim = start_dim
+        self.end_dim = end_dim
 
     def apply(self, params: Params, x: jax.Array) -> jax.Array:
         del params
@@ -136,8 +137,8 @@ class Lambda(Module):
     def __init__(self, fn: Callable[[jax.Array], jax.Array], name: str | None = None):
         if not callable(fn):
             raise TypeError(f"Lambda expects a callable, got {type(fn).__name__}")
-        object.__setattr__(self, "fn", fn)
-        object.__setattr__(self, "name", name or getattr(fn, "__name__", "fn"))
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "fn")
 
     def apply(self, params: Params, x: jax.Array) -> jax.Array:
         del params
@@ -158,7 +159,9 @@ class Sequential(Module):
 
     def __init__(self, *layers: Any):
         for i, layer in enumerate(layers):
-            if not (callable(getattr(layer, "init", None)) and callable(getattr(layer, "apply", None))):
+            if not (
+                callable(getattr(layer, "init", None)) and callable(getattr(layer, "apply", None))
+            ):
                 raise TypeError(
                     f"Sequential: child {i} ({type(layer).__name__}) needs init(key) and "
                     "apply(params, x) methods"
@@ -166,11 +169,9 @@ class Sequential(Module):
         first_position: dict[int, int] = {}
         for i, layer in enumerate(layers):
             first_position.setdefault(id(layer), i)
-        object.__setattr__(self, "layers", tuple(layers))
+        self.layers = tuple(layers)
         # Where each position reads its parameters: its own slot, or a tied layer's first.
-        object.__setattr__(
-            self, "param_keys", tuple(str(first_position[id(layer)]) for layer in layers)
-        )
+        self.param_keys = tuple(str(first_position[id(layer)]) for layer in layers)
 
     def init(self, key: jax.Array) -> Params:
         keys = jax.random.split(key, max(len(self.layers), 1))
@@ -221,7 +222,7 @@ class MLP(Sequential):
     ):
         sizes = [in_features, *hidden_features, out_features]
         layers: list[Any] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(Linear(n_in, n_out, bias=bias, dtype=dtype))
             if i < len(sizes) - 2:
                 layers.append(activation())

@@ -14,6 +14,7 @@ conveniences below (``named_modules`` and immutability).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,10 +26,24 @@ Params = dict[str, Any]
 class Module:
     """Base class of jaxnet layers (``torch.nn.Module``, without the state).
 
-    Subclasses set their hyperparameters in ``__init__`` through
-    ``object.__setattr__`` (or use a frozen dataclass) and implement ``apply``;
-    parameterised layers also implement ``init``.
+    Subclasses set their hyperparameters as attributes in ``__init__`` and implement
+    ``apply``; parameterised layers also implement ``init``. Once the constructor
+    returns, the layer is frozen: assigning an attribute raises ``AttributeError``.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        constructor = cls.__dict__["__init__"]
+
+        @functools.wraps(constructor)
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            constructor(self, *args, **kw)
+            if type(self).__init__ is __init__:  # the outermost constructor has finished
+                object.__setattr__(self, "_frozen", True)
+
+        cls.__init__ = __init__
 
     def init(self, key: jax.Array) -> Params:
         """Fresh parameters for this layer; parameter-free layers return ``{}``."""
@@ -53,6 +68,9 @@ class Module:
         yield from _named_modules(self, prefix, seen)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if not getattr(self, "_frozen", False):
+            object.__setattr__(self, name, value)
+            return
         raise AttributeError(
             f"{type(self).__name__} is immutable: parameters live in the params pytree, "
             "hyperparameters are fixed at construction"

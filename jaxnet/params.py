@@ -1,0 +1,149 @@
+"""Parameter pytrees under torch's names: ``named_parameters``, ``state_dict``, loading.
+
+PyTorch equivalents: ``Module.named_parameters()``, ``Module.state_dict()``,
+``Module.load_state_dict()``, ``sum(p.numel() for p in module.parameters())``.
+
+jaxnet params are nested dicts; the dotted path of each leaf is the key torch's
+``state_dict`` has for the same architecture (``params['0']['weight']`` is
+``'0.weight'``), in torch's layout. So a real torch state dict loads without renaming
+or transposing, and back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxnet.nn.module import Params
+
+# Within a layer torch registers weight before bias; JAX's tree utilities sort dict keys,
+# which would put 'bias' first and '10' before '2'. This key restores torch's order.
+_FIRST_NAMES = {"weight": 0, "bias": 1}
+
+
+def _torch_order(name: str) -> tuple:
+    parts = []
+    for part in name.split("."):
+        if re.fullmatch(r"\d+", part):
+            parts.append((0, int(part), ""))
+        else:
+            parts.append((1, _FIRST_NAMES.get(part, 2), part))
+    return tuple(parts)
+
+
+def _flatten(params: Params) -> dict[str, Any]:
+    flat = traverse_util.flatten_dict(params, sep=".") if params else {}
+    return dict(sorted(flat.items(), key=lambda item: _torch_order(item[0])))
+
+
+def named_parameters(params: Params) -> list[tuple[str, jax.Array]]:
+    """``(name, array)`` pairs in torch's order (``Module.named_parameters()``).
+
+    Torch's order is registration order; jaxnet restores it from the names alone:
+    numeric children in numeric order, ``weight`` before ``bias``, other names
+    alphabetically. Tied parameters appear once, under their first position, as in torch.
+    """
+    return list(_flatten(params).items())
+
+
+def _aliases(model: Any) -> dict[str, str]:
+    """Positions of tied layers beyond their first, mapped to the first (prefix -> prefix)."""
+    first_path: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+
+    def walk(layer: Any, path: str) -> None:
+        if id(layer) in first_path:
+            aliases[path] = first_path[id(layer)]
+            return
+        first_path[id(layer)] = path
+        for name, child in layer.children() if hasattr(layer, "children") else ():
+            walk(child, f"{path}.{name}" if path else name)
+
+    walk(model, "")
+    return aliases
+
+
+def _alias_names(flat: Mapping[str, Any], model: Any) -> dict[str, str]:
+    """Every state_dict key torch adds for tied layers, mapped to the stored name."""
+    names = {}
+    for alias, first in _aliases(model).items():
+        for name in flat:
+            if name.startswith(first + "."):
+                names[alias + name[len(first) :]] = name
+    return names
+
+
+def state_dict(params: Params, model: Any = None) -> dict[str, np.ndarray]:
+    """A flat ``{torch_name: numpy array}`` dict (``Module.state_dict()``).
+
+    Pass ``model`` to also get the entries torch lists for tied layers at their later
+    positions (torch's ``state_dict`` repeats them; ``named_parameters`` does not), so the
+    result loads into the torch module with ``strict=True``.
+    """
+    flat = {name: np.asarray(value) for name, value in _flatten(params).items()}
+    if model is not None:
+        for alias, name in _alias_names(flat, model).items():
+            flat[alias] = flat[name]
+        flat = dict(sorted(flat.items(), key=lambda item: _torch_order(item[0])))
+    return flat
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor; torch itself is not imported
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def load_state_dict(
+    params: Params, state_dict: Mapping[str, Any], strict: bool = True, model: Any = None
+) -> Params:
+    """New params with values from a torch-named ``state_dict`` (``Module.load_state_dict``).
+
+    ``params`` is the template: every key present must have its shape and dtype. Values
+    may be numpy arrays or torch tensors. With ``strict=True`` (torch's default) missing
+    and unexpected keys are errors; with ``strict=False`` missing keys keep the template's
+    value and unexpected ones are ignored, as in torch. Keys torch lists for tied layers
+    at later positions are expected when ``model`` is given (they must equal the stored
+    value). Every problem is reported in one ``ValueError``; nothing loads if there is any.
+    """
+    template = _flatten(params)
+    aliases = _alias_names(template, model) if model is not None else {}
+    problems: list[str] = []
+    loaded: dict[str, np.ndarray] = {}
+    for name, target in template.items():
+        if name not in state_dict:
+            if strict:
+                problems.append(f"missing key {name!r}")
+            continue
+        value = _to_numpy(state_dict[name])
+        if value.shape != tuple(target.shape) or value.dtype != target.dtype:
+            problems.append(
+                f"{name!r}: expected {target.dtype}{list(target.shape)}, "
+                f"got {value.dtype}{list(value.shape)}"
+            )
+            continue
+        loaded[name] = value
+    for name in state_dict:
+        if name in template:
+            continue
+        if name in aliases:
+            stored = aliases[name]
+            if stored in loaded and not np.array_equal(_to_numpy(state_dict[name]), loaded[stored]):
+                problems.append(f"{name!r} is tied to {stored!r} but holds a different value")
+        elif strict:
+            problems.append(f"unexpected key {name!r}")
+    if problems:
+        raise ValueError("load_state_dict: " + "; ".join(problems))
+    merged = {tuple(name.split(".")): loaded.get(name, value) for name, value in template.items()}
+    return jax.tree.map(jnp.asarray, traverse_util.unflatten_dict(merged))
+
+
+def count_parameters(params: Params) -> int:
+    """Total number of scalars (``sum(p.numel() for p in module.parameters())``)."""
+    return sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree.leaves(params))

@@ -1,0 +1,87 @@
+"""PositionalEncoding against seed 000's closure-list embedder written in torch."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxnet import nn
+
+
+def closure_embedder(
+    num_freqs, max_freq_log2, include_input=True, log_sampling=True, dtype=torch.float64
+):
+    """NeRF's Embedder: a list of lambdas with default arguments capturing p_fn and freq."""
+    embed_fns = [lambda x: x] if include_input else []
+    if log_sampling:
+        freq_bands = 2.0 ** torch.linspace(0.0, max_freq_log2, steps=num_freqs, dtype=dtype)
+    else:
+        freq_bands = torch.linspace(2.0**0.0, 2.0**max_freq_log2, steps=num_freqs, dtype=dtype)
+    for freq in freq_bands:
+        for p_fn in (torch.sin, torch.cos):
+            embed_fns.append(lambda x, p_fn=p_fn, freq=freq: p_fn(x * freq))
+    return lambda x: torch.cat([fn(x) for fn in embed_fns], -1)
+
+
+@pytest.mark.parametrize("include_input", [True, False])
+@pytest.mark.parametrize("log_sampling", [True, False])
+@pytest.mark.parametrize("shape", [(3,), (7, 3), (2, 5, 3)])
+def test_equals_closure_list_float64(include_input, log_sampling, shape, rng):
+    x = rng.uniform(-1, 1, shape)
+    layer = nn.PositionalEncoding(
+        3, num_freqs=6, include_input=include_input, log_sampling=log_sampling, dtype=jnp.float64
+    )
+    expected = closure_embedder(6, 5, include_input, log_sampling)(torch.tensor(x)).numpy()
+    out = layer.apply({}, x)
+    assert out.shape == expected.shape == (*shape[:-1], layer.out_features)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_nerf_defaults_under_jit(rng):
+    x = rng.uniform(-1, 1, (1024, 3)).astype(np.float32)
+    layer = nn.PositionalEncoding(3, num_freqs=10)  # NeRF positions: multires 10 -> 63 features
+    assert layer.out_features == 63
+    out = jax.jit(layer.apply)({}, x)
+    expected = closure_embedder(10, 9, dtype=torch.float32)(torch.from_numpy(x)).numpy()
+    assert out.dtype == jnp.float32
+    # sin/cos of arguments up to 512 rad: float32 rounding of x * 2**9 dominates
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=2e-5)
+
+
+def test_frequencies_are_the_bands():
+    np.testing.assert_array_equal(
+        nn.PositionalEncoding(2, 4, dtype=jnp.float64).frequencies(), [1.0, 2.0, 4.0, 8.0]
+    )
+    np.testing.assert_allclose(
+        nn.PositionalEncoding(2, 4, log_sampling=False, dtype=jnp.float64).frequencies(),
+        [1.0, 10 / 3, 17 / 3, 8.0],
+        rtol=1e-12,
+    )
+
+
+def test_late_binding_trap_differs():
+    """Without default arguments every closure sees the last p_fn and freq."""
+    fns = []
+    for freq in (1.0, 2.0):
+        for p_fn in (torch.sin, torch.cos):
+            fns.append(lambda x: p_fn(x * freq))  # noqa: B023 - the trap under test
+    x = torch.tensor([0.3], dtype=torch.float64)
+    trapped = torch.cat([fn(x) for fn in fns])
+    np.testing.assert_allclose(trapped.numpy(), np.cos(2 * 0.3) * np.ones(4), rtol=1e-12)
+    correct = nn.PositionalEncoding(1, 2, include_input=False, dtype=jnp.float64).apply(
+        {}, x.numpy()
+    )
+    assert not np.allclose(trapped.numpy(), correct)
+
+
+def test_rejects_wrong_width_and_bad_args():
+    layer = nn.PositionalEncoding(3, 4)
+    with pytest.raises(
+        ValueError,
+        match=r"PositionalEncoding\(3, num_freqs=4\) expected input "
+        r"\[\.\.\., 3\], got shape \(5, 2\)",
+    ):
+        layer.apply({}, jnp.zeros((5, 2)))
+    with pytest.raises(ValueError, match="num_freqs"):
+        nn.PositionalEncoding(3, -1)

@@ -1,0 +1,215 @@
+"""Layers against torch.nn: outputs, gradients, names, init bounds, errors."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import jaxnet
+from jaxnet import nn
+
+F64 = {"rtol": 1e-12, "atol": 1e-12}
+F32 = {"rtol": 1e-5, "atol": 1e-5}  # float32 sums of ~1000 products
+
+
+def torch_twin(params_module, model, dtype=torch.float64):
+    """jaxnet params equal to a torch module's current parameters."""
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    template = jax.tree.map(
+        lambda s: np.zeros(s.shape, {torch.float64: np.float64, torch.float32: np.float32}[dtype]),
+        params,
+    )
+    return jaxnet.load_state_dict(template, params_module.state_dict(), model=model)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(5,), (4, 5), (2, 3, 5)])
+def test_linear_forward_and_grads_equal_torch_float64(bias, shape, rng):
+    t_layer = torch.nn.Linear(5, 3, bias=bias, dtype=torch.float64)
+    layer = nn.Linear(5, 3, bias=bias, dtype=jnp.float64)
+    params = torch_twin(t_layer, layer)
+    x = rng.standard_normal(shape)
+
+    tx = torch.tensor(x, requires_grad=True)
+    t_out = t_layer(tx)
+    (t_out**2).sum().backward()
+
+    def loss(p, x):
+        return (layer.apply(p, x) ** 2).sum()
+
+    np.testing.assert_allclose(layer.apply(params, x), t_out.detach().numpy(), **F64)
+    grads, gx = jax.grad(loss, argnums=(0, 1))(params, x)
+    np.testing.assert_allclose(grads["weight"], t_layer.weight.grad.numpy(), **F64)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), **F64)
+    if bias:
+        np.testing.assert_allclose(grads["bias"], t_layer.bias.grad.numpy(), **F64)
+    else:
+        assert set(params) == {"weight"}
+
+
+def test_linear_float32_user_path(rng):
+    t_layer = torch.nn.Linear(784, 256)
+    layer = nn.Linear(784, 256)
+    params = torch_twin(t_layer, layer, torch.float32)
+    x = rng.standard_normal((64, 784)).astype(np.float32)
+    out = jax.jit(layer.apply)(params, x)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, t_layer(torch.from_numpy(x)).detach().numpy(), **F32)
+
+
+def test_linear_layout_and_default_init_bounds():
+    layer = nn.Linear(784, 256)
+    params = layer.init(jax.random.key(1))
+    t_layer = torch.nn.Linear(784, 256)
+    assert params["weight"].shape == tuple(t_layer.weight.shape) == (256, 784)
+    assert params["bias"].shape == tuple(t_layer.bias.shape) == (256,)
+    bound = 1 / math.sqrt(784)  # torch: kaiming_uniform(a=sqrt(5)) and the bias rule
+    for name in ("weight", "bias"):
+        ours = np.asarray(params[name])
+        theirs = getattr(t_layer, name).detach().numpy()
+        assert np.abs(ours).max() <= bound and np.abs(theirs).max() <= bound
+        # uniform on [-b, b] has std b / sqrt(3); both samples agree with it
+        for sample in (ours, theirs):
+            np.testing.assert_allclose(sample.std(), bound / math.sqrt(3), rtol=0.1)
+
+
+def test_linear_seed004_no_bias_equals_numpy(rng):
+    """Seed 004: nn.Linear(2, 3, bias=False) has weight [3, 2] and computes W @ x."""
+    layer = nn.Linear(2, 3, bias=False, dtype=jnp.float64)
+    params = layer.init(jax.random.key(0))
+    x = rng.standard_normal(2)
+    assert params["weight"].shape == (3, 2)
+    np.testing.assert_allclose(layer.apply(params, x), np.asarray(params["weight"]) @ x, **F64)
+
+
+def test_linear_wrong_width_names_layer_and_shapes():
+    layer = nn.Linear(784, 256)
+    params = layer.init(jax.random.key(0))
+    with pytest.raises(
+        ValueError,
+        match=r"Linear\(784 -> 256\) expected input \[\.\.\., 784\], "
+        r"got shape \(512, 28, 28\)",
+    ):
+        layer.apply(params, jnp.zeros((512, 28, 28)))
+    with pytest.raises(ValueError, match=r"got shape \(\)"):
+        layer.apply(params, jnp.float32(1.0))
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True])
+def test_linear_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError, match="in_features"):
+        nn.Linear(bad, 3)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (nn.ReLU(), torch.nn.ReLU()),
+        (nn.Sigmoid(), torch.nn.Sigmoid()),
+        (nn.Tanh(), torch.nn.Tanh()),
+        (nn.Identity(), torch.nn.Identity()),
+    ],
+)
+def test_activation_layers_equal_torch(ours, theirs, rng):
+    x = np.concatenate([rng.standard_normal(20), [0.0, -0.0]])
+    tx = torch.tensor(x, requires_grad=True)
+    theirs(tx).sum().backward()
+    np.testing.assert_allclose(ours.apply({}, x), theirs(tx).detach().numpy(), **F64)
+    grad = jax.grad(lambda x: ours.apply({}, x).sum())(x)
+    np.testing.assert_allclose(grad, tx.grad.numpy(), **F64)
+    assert ours.init(jax.random.key(0)) == {}
+
+
+@pytest.mark.parametrize(("start", "end"), [(1, -1), (0, -1), (1, 2), (-2, -1), (2, 2)])
+def test_flatten_equals_torch(start, end, rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    expected = torch.nn.Flatten(start, end)(torch.tensor(x)).numpy()
+    np.testing.assert_array_equal(nn.Flatten(start, end).apply({}, x), expected)
+
+
+def test_flatten_rejects_bad_dims():
+    with pytest.raises(ValueError, match=r"Flatten\(start_dim=3, end_dim=-1\) cannot flatten"):
+        nn.Flatten(3).apply({}, jnp.zeros((2, 3)))
+
+
+def test_sequential_keys_equal_torch_state_dict():
+    ours = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256),
+        nn.ReLU(),
+        nn.Linear(256, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
+    theirs = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(784, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    )
+    params = ours.init(jax.random.key(0))
+    assert list(params) == ["1", "3", "5"]  # parameter-free children take no entry
+    names = [(n, tuple(p.shape)) for n, p in jaxnet.named_parameters(params)]
+    assert names == [(n, tuple(p.shape)) for n, p in theirs.named_parameters()]
+    assert jaxnet.count_parameters(params) == sum(p.numel() for p in theirs.parameters())
+
+
+def test_mlp_equals_torch_sequential(rng):
+    ours = nn.MLP(784, [256, 64], 10, dtype=jnp.float64)
+    theirs = torch.nn.Sequential(
+        torch.nn.Linear(784, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    ).double()
+    params = torch_twin(theirs, ours)
+    assert list(params) == ["0", "2", "4"]
+    x = rng.standard_normal((8, 784))
+    np.testing.assert_allclose(
+        ours.apply(params, x), theirs(torch.tensor(x)).detach().numpy(), **F64
+    )
+    assert len(ours) == 5 and isinstance(ours[1], nn.ReLU)
+
+
+def test_sequential_more_than_ten_children_keep_torch_order():
+    ours = nn.Sequential(*[nn.Linear(2, 2) for _ in range(12)])
+    theirs = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(12)])
+    params = jax.jit(ours.init)(jax.random.key(0))  # jit sorts dict keys: '10' < '2'
+    assert [n for n, _ in jaxnet.named_parameters(params)] == [
+        n for n, _ in theirs.named_parameters()
+    ]
+
+
+def test_sequential_rejects_non_layers():
+    with pytest.raises(TypeError, match=r"child 1 \(int\) needs init\(key\) and apply"):
+        nn.Sequential(nn.ReLU(), 3)
+
+
+def test_layers_are_immutable():
+    layer = nn.Linear(2, 3)
+    with pytest.raises(AttributeError, match="immutable"):
+        layer.in_features = 4
+
+
+def test_jit_equals_eager_and_does_not_recompile(rng):
+    net = nn.MLP(10, [16], 3)
+    params = net.init(jax.random.key(0))
+    x = rng.standard_normal((4, 10)).astype(np.float32)
+    apply = jax.jit(net.apply)
+    np.testing.assert_allclose(apply(params, x), net.apply(params, x), **F32)
+    apply(params, x + 1)
+    assert apply._cache_size() == 1
+
+
+def test_init_is_pure_and_keyed():
+    net = nn.MLP(4, [8], 2)
+    a, b = net.init(jax.random.key(3)), net.init(jax.random.key(3))
+    c = net.init(jax.random.key(4))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    assert not np.array_equal(a["0"]["weight"], c["0"]["weight"])
