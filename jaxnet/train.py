@@ -1,0 +1,245 @@
+"""Compiled training: a pure train step, a compiled multi-step loop, ``evaluate`` and ``fit``.
+
+PyTorch equivalent: the hand-written loop ::
+
+    for x, y in loader:
+        loss = criterion(model(x), y)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+
+Here one step is a pure function ``(state, batch) -> (state, metrics)`` compiled by
+``jax.jit`` (state buffers donated, so parameters are updated in place on the device),
+and many steps run as one compiled ``lax.scan`` that gathers each batch from the
+device-resident data set by index — no per-step dispatch and no per-epoch copy of the
+data.
+
+A non-finite loss never reaches the parameters: the update of that step is dropped.
+With ``nan_policy="stop"`` (default) every later step of the call is dropped as well and
+:func:`fit` raises :class:`NonFiniteLossError` naming the step; with ``"skip"`` training
+goes on with the next batch.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from tqdm.auto import tqdm
+
+from jaxnet.datasets import batch_order
+
+NAN_POLICIES = ("stop", "skip")
+
+
+@struct.dataclass
+class TrainState:
+    """Everything training changes, as one pytree: params, optimiser state, step, key.
+
+    ``step`` counts the updates applied (a dropped non-finite step does not count).
+
+    ``key`` drives the data order (epoch ``e`` shuffles with ``fold_in(key, e)``), so a
+    restored state resumes with the same batches.
+    """
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array
+
+    @classmethod
+    def create(cls, params: Any, optimizer: optax.GradientTransformation, key: jax.Array):
+        """A step-0 state owning copies of ``params`` (train steps donate their state)."""
+        params = jax.tree.map(jnp.copy, params)
+        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), key)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN or inf loss; ``state`` holds the last finite parameters."""
+
+    def __init__(self, message: str, state: TrainState):
+        super().__init__(message)
+        self.state = state
+
+
+def _check_policy(nan_policy: str) -> None:
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"{nan_policy=} is not one of {NAN_POLICIES}")
+
+
+def _update_fn(loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool):
+    """``(state, batch, allowed) -> (state, metrics)``; the update applies if ``allowed``."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
+
+    def update(state: TrainState, batch: Any, allowed: jax.Array):
+        out, grads = grad_fn(state.params, batch)
+        loss, aux = out if has_aux else (out, {})
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        take = allowed & jnp.isfinite(loss)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(take, n, o), new, old)  # noqa: E731
+        state = state.replace(
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            step=state.step + take.astype(state.step.dtype),
+        )
+        return state, {"loss": loss, **aux}
+
+    return update
+
+
+def make_train_step(
+    loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool = False
+) -> Callable:
+    """A jitted ``step(state, batch) -> (state, metrics)``; ``state`` is donated.
+
+    ``loss_fn(params, batch)`` returns the scalar loss (or ``(loss, metrics_dict)`` with
+    ``has_aux=True``). ``metrics`` holds ``"loss"`` and the aux entries. A non-finite loss
+    leaves params and optimiser state unchanged.
+    """
+    update = _update_fn(loss_fn, optimizer, has_aux)
+    return jax.jit(lambda state, batch: update(state, batch, jnp.bool_(True)), donate_argnums=0)
+
+
+def make_train_loop(
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    has_aux: bool = False,
+    nan_policy: str = "stop",
+) -> Callable:
+    """A jitted ``loop(state, data, index_batches) -> (state, metrics)``: many steps, one call.
+
+    ``data`` is a pytree of device arrays with a leading example axis; ``index_batches``
+    is an int array ``(steps, batch_size)``. Step ``i`` trains on ``data[index_batches[i]]``
+    (gathered on the device inside the loop). ``metrics`` entries are stacked over
+    steps. This is the compiled epoch; ``state`` is donated.
+    """
+    _check_policy(nan_policy)
+    update = _update_fn(loss_fn, optimizer, has_aux)
+
+    def loop(state: TrainState, data: Any, index_batches: jax.Array):
+        def body(carry, indices):
+            state, healthy = carry
+            batch = jax.tree.map(lambda a: a[indices], data)  # (B, ...)
+            state, metrics = update(state, batch, healthy)
+            if nan_policy == "stop":
+                healthy = healthy & jnp.isfinite(metrics["loss"])
+            return (state, healthy), metrics
+
+        (state, _), metrics = jax.lax.scan(body, (state, jnp.bool_(True)), index_batches)
+        return state, metrics
+
+    return jax.jit(loop, donate_argnums=0)
+
+
+def evaluate(
+    metric_fn: Callable, params: Any, data: Any, batch_size: int = 10_000
+) -> dict[str, float]:
+    """Means over a whole data set of ``metric_fn(params, batch) -> {name: (B,) values}``.
+
+    PyTorch equivalent: the ``with torch.no_grad(): for x, y in test_loader: ...`` loop
+    summing correct predictions. Every example counts once (no dropped last batch).
+    """
+    n = len(jax.tree.leaves(data)[0])
+    compiled = jax.jit(metric_fn)
+    totals: dict[str, float] = {}
+    for start in range(0, n, batch_size):
+        batch = jax.tree.map(lambda a, s=start: a[s : s + batch_size], data)
+        for name, values in compiled(params, batch).items():
+            totals[name] = totals.get(name, 0.0) + float(jnp.sum(values))
+    return {name: total / n for name, total in totals.items()}
+
+
+def fit(
+    state: TrainState,
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    train_data: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    metric_fn: Callable | None = None,
+    eval_data: Any = None,
+    has_aux: bool = False,
+    nan_policy: str = "stop",
+    shuffle: bool = True,
+    updates_per_epoch_bar: int = 10,
+    progress: bool = True,
+) -> tuple[TrainState, dict[str, Any]]:
+    """Train for ``epochs`` over shuffled mini-batches; returns ``(state, history)``.
+
+    Each epoch's batch order is ``datasets.batch_order(fold_in(state.key, epoch), ...)``
+    (last partial batch dropped; ``shuffle=False`` keeps the data's order). An epoch
+    runs as a few compiled calls of :func:`make_train_loop` so the tqdm bar (loss in its
+    postfix) moves ``updates_per_epoch_bar`` times. After each epoch ``metric_fn`` is evaluated on
+    ``eval_data``. ``history`` holds per-step losses, per-epoch mean loss and metrics,
+    the compile time and the training time (without compilation).
+    """
+    _check_policy(nan_policy)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"fit: {epochs=} and {batch_size=} must be >= 1")
+    n = len(jax.tree.leaves(train_data)[0])
+    steps = n // batch_size
+    if steps == 0:
+        raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
+    chunk = max(1, -(-steps // max(1, updates_per_epoch_bar)))
+    loop = make_train_loop(loss_fn, optimizer, has_aux, nan_policy)
+
+    # Compile ahead of time (one or two chunk lengths), so compile time is reported apart.
+    start = time.perf_counter()
+    compiled = {
+        length: loop.lower(state, train_data, jnp.zeros((length, batch_size), jnp.int32)).compile()
+        for length in {chunk, steps % chunk or chunk}
+    }
+    history: dict[str, Any] = {
+        "compile_seconds": time.perf_counter() - start,
+        "step_loss": [],
+        "epoch_loss": [],
+        "eval": [],
+        "train_seconds": 0.0,
+    }
+
+    for epoch in range(epochs):
+        order = np.stack(
+            batch_order(
+                jax.random.fold_in(state.key, epoch), n, batch_size, shuffle=shuffle, drop_last=True
+            )
+        )  # (steps, B)
+        losses = []
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress)
+        tic = time.perf_counter()
+        for begin in range(0, steps, chunk):
+            indices = jnp.asarray(order[begin : begin + chunk], jnp.int32)
+            state, metrics = compiled[len(indices)](state, train_data, indices)
+            chunk_losses = np.asarray(metrics["loss"])
+            losses.append(chunk_losses)
+            bad = np.flatnonzero(~np.isfinite(chunk_losses))
+            if bad.size:
+                where = epoch * steps + begin + int(bad[0])
+                message = (
+                    f"fit: loss is {chunk_losses[bad[0]]} at step {where} "
+                    f"(batch {begin + int(bad[0])} of epoch {epoch + 1})"
+                )
+                if nan_policy == "stop":
+                    bar.close()
+                    raise NonFiniteLossError(
+                        message + "; training stopped, the state holds the last finite parameters",
+                        state,
+                    )
+                tqdm.write(message + "; update skipped", file=sys.stderr)
+            bar.update(len(indices))
+            bar.set_postfix(loss=f"{chunk_losses[-1]:.4f}")
+        history["train_seconds"] += time.perf_counter() - tic
+        epoch_losses = np.concatenate(losses)
+        history["step_loss"].extend(epoch_losses.tolist())
+        history["epoch_loss"].append(float(np.nanmean(epoch_losses)))
+        if metric_fn is not None and eval_data is not None:
+            history["eval"].append(evaluate(metric_fn, state.params, eval_data))
+            bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.4f}", **history["eval"][-1])
+        bar.close()
+    return state, history

@@ -1,0 +1,188 @@
+"""Train step, compiled loop, NaN policy, evaluate and fit against a hand-written torch loop."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import jaxnet
+from jaxnet import nn, optim, train
+
+NET = nn.MLP(6, [16], 3, dtype=jnp.float64)
+
+
+def mse_loss(params, batch):
+    x, y = batch
+    return jnp.mean((NET.apply(params, x) - y) ** 2)
+
+
+def torch_net():
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+    ).double()
+
+
+@pytest.fixture
+def data(rng):
+    return rng.standard_normal((64, 6)), rng.standard_normal((64, 3))
+
+
+def torch_sgd_losses(t_net, x, y, index_batches, lr=0.05, momentum=0.9):
+    opt = torch.optim.SGD(t_net.parameters(), lr=lr, momentum=momentum)
+    losses = []
+    for idx in index_batches:
+        loss = torch.nn.functional.mse_loss(t_net(torch.tensor(x[idx])), torch.tensor(y[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_step_and_loop_equal_torch_sgd_momentum(data):
+    x, y = data
+    t_net = torch_net()
+    params = jaxnet.load_state_dict(NET.init(jax.random.key(0)), t_net.state_dict())
+    order = np.arange(64).reshape(8, 8)[::-1]
+    opt = optim.SGD(0.05, momentum=0.9)
+
+    step = train.make_train_step(mse_loss, opt)
+    state = train.TrainState.create(params, opt, jax.random.key(0))
+    step_losses = []
+    for idx in order:
+        state, metrics = step(state, (x[idx], y[idx]))
+        step_losses.append(float(metrics["loss"]))
+
+    loop = train.make_train_loop(mse_loss, opt)
+    state2 = train.TrainState.create(params, opt, jax.random.key(0))
+    state2, metrics = loop(state2, (jnp.asarray(x), jnp.asarray(y)), jnp.asarray(order))
+
+    expected = torch_sgd_losses(t_net, x, y, order)
+    np.testing.assert_allclose(step_losses, expected, rtol=1e-12)
+    np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-12)
+    final = jaxnet.state_dict(state2.params)
+    for name, value in t_net.state_dict().items():
+        np.testing.assert_allclose(final[name], value.numpy(), rtol=1e-11, atol=1e-13)
+    assert int(state.step) == int(state2.step) == 8
+
+
+def test_jitted_step_equals_eager(data):
+    x, y = data
+    opt = optim.Adam(1e-2)
+    params = NET.init(jax.random.key(1))
+    state = train.TrainState.create(params, opt, jax.random.key(0))
+    jitted, _ = train.make_train_step(mse_loss, opt)(state, (x[:8], y[:8]))
+    state = train.TrainState.create(params, opt, jax.random.key(0))
+    with jax.disable_jit():
+        eager, _ = train.make_train_step(mse_loss, opt)(state, (x[:8], y[:8]))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15),
+        jitted.params,
+        eager.params,
+    )
+
+
+def test_step_donates_its_state(data):
+    x, y = data
+    opt = optim.SGD(0.1)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+    old_weight = state.params["0"]["weight"]
+    train.make_train_step(mse_loss, opt)(state, (x[:8], y[:8]))
+    assert old_weight.is_deleted()
+
+
+def poisoned(x, y, bad_batch, batch_size=8):
+    x = x.copy()
+    x[bad_batch * batch_size] = np.nan
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def test_nan_stop_keeps_last_finite_params_and_names_the_step(data):
+    x, y = data
+    opt = optim.SGD(0.05, momentum=0.9)
+    params = NET.init(jax.random.key(0))
+    state = train.TrainState.create(params, opt, jax.random.key(0))
+    with pytest.raises(train.NonFiniteLossError, match=r"loss is nan at step 3 ") as info:
+        train.fit(
+            state,
+            mse_loss,
+            opt,
+            poisoned(x, y, 3),
+            epochs=1,
+            batch_size=8,
+            progress=False,
+            shuffle=False,
+        )
+    stopped = info.value.state
+    assert int(stopped.step) == 3
+    # the same three clean steps, run alone, give the same parameters
+    clean = train.TrainState.create(params, opt, jax.random.key(0))
+    clean, _ = train.make_train_loop(mse_loss, opt)(
+        clean, (jnp.asarray(x), jnp.asarray(y)), jnp.arange(24).reshape(3, 8)
+    )
+    jax.tree.map(np.testing.assert_array_equal, stopped.params, clean.params)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(stopped.params))
+
+
+def test_nan_skip_drops_only_that_update(data, capsys):
+    x, y = data
+    opt = optim.SGD(0.05)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+    state, history = train.fit(
+        state,
+        mse_loss,
+        opt,
+        poisoned(x, y, 2),
+        epochs=1,
+        batch_size=8,
+        nan_policy="skip",
+        progress=False,
+        shuffle=False,
+    )
+    assert int(state.step) == 7
+    assert np.isnan(history["step_loss"][2]) and np.isfinite(history["step_loss"][3:]).all()
+    assert "loss is nan at step 2" in capsys.readouterr().err
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.params))
+
+
+def test_fit_learns_and_reports(data):
+    x, y = data
+    x, y = jnp.asarray(x), jnp.asarray(x[:, :3] * 2.0)  # a learnable target
+    opt = optim.Adam(1e-2)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+
+    def metric_fn(params, batch):
+        return {"mse": jnp.mean((NET.apply(params, batch[0]) - batch[1]) ** 2, axis=1)}
+
+    state, history = train.fit(
+        state,
+        mse_loss,
+        opt,
+        (x, y),
+        epochs=30,
+        batch_size=16,
+        metric_fn=metric_fn,
+        eval_data=(x, y),
+        progress=False,
+    )
+    assert len(history["step_loss"]) == 30 * 4 and int(state.step) == 120
+    assert history["epoch_loss"][-1] < 0.2 * history["epoch_loss"][0]
+    full = float(jnp.mean((NET.apply(state.params, x) - y) ** 2))
+    np.testing.assert_allclose(history["eval"][-1]["mse"], full, rtol=1e-10)
+    assert history["compile_seconds"] > 0 and history["train_seconds"] > 0
+
+
+def test_evaluate_counts_every_example_once(rng):
+    x = rng.standard_normal(10)
+    result = train.evaluate(lambda p, b: {"v": b * p}, 2.0, x, batch_size=3)
+    np.testing.assert_allclose(result["v"], np.mean(2.0 * x), rtol=1e-12)
+
+
+def test_bad_arguments_raise(data):
+    opt = optim.SGD(0.1)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+    with pytest.raises(ValueError, match="nan_policy='ignore' is not one of"):
+        train.make_train_loop(mse_loss, opt, nan_policy="ignore")
+    with pytest.raises(ValueError, match="batch_size=100 is larger than the data set"):
+        train.fit(state, mse_loss, opt, data, epochs=1, batch_size=100, progress=False)
