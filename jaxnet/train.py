@@ -54,9 +54,17 @@ class TrainState:
 
     @classmethod
     def create(cls, params: Any, optimizer: optax.GradientTransformation, key: jax.Array):
-        """A step-0 state owning copies of ``params`` (train steps donate their state)."""
+        """A step-0 state owning copies of ``params`` and ``key`` (steps donate their state)."""
         params = jax.tree.map(jnp.copy, params)
-        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), key)
+        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), _copy_key(key))
+
+
+def _copy_key(key: jax.Array) -> jax.Array:
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(
+            jnp.copy(jax.random.key_data(key)), impl=jax.random.key_impl(key)
+        )
+    return jnp.copy(key)
 
 
 class NonFiniteLossError(FloatingPointError):

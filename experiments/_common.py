@@ -1,0 +1,33 @@
+"""What every experiment script shares: its output directory and the ``--no-torch`` flag."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with ``--out`` (where plots go) and ``--no-torch``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory for plots and files (default: $TMPDIR/jaxnet-runs/<script>)",
+    )
+    p.add_argument("--no-torch", action="store_true", help="run the jaxnet half alone")
+    return p
+
+
+def output_dir(out: Path | None, name: str) -> Path:
+    """``out`` or ``$TMPDIR/jaxnet-runs/<name>``, created; never inside the repository."""
+    path = out if out is not None else Path(tempfile.gettempdir()) / "jaxnet-runs" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def plot_backend() -> None:
+    """Select matplotlib's file-only backend (experiments write PNGs, never open windows)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")

@@ -1,0 +1,323 @@
+"""MNIST MLP (784-256-64-10, ReLU) on real MNIST, optionally side by side with PyTorch.
+
+The main job of jaxnet. ``--recipe seed`` is seed 001's course recipe (one-hot targets,
+MSE, SGD lr 0.01 momentum 0.9, batch 512, 3 epochs); ``--recipe best`` is the best this
+architecture does here (cross-entropy, Adam 1e-3 with a per-step cosine schedule,
+batch 128, 15 epochs). ``--compare-torch`` trains the PyTorch twin from the same initial
+weights on the same batch order and prints both.
+
+    python -m experiments.mnist_mlp --recipe seed --compare-torch
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxnet
+from experiments import _common
+from jaxnet import checkpoint, datasets, nn, optim, train
+from jaxnet.nn import functional as F
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    loss: str  # "mse" on one-hot targets, or "cross_entropy"
+    optimizer: str  # "sgd" or "adam"
+    lr: float
+    batch_size: int
+    epochs: int
+    momentum: float = 0.0
+    cosine: bool = False  # per-step cosine annealing over the whole run
+
+
+RECIPES = {
+    "seed": Recipe("mse", "sgd", 0.01, 512, 3, momentum=0.9),
+    "best": Recipe("cross_entropy", "adam", 1e-3, 128, 15, cosine=True),
+}
+
+
+def make_model() -> nn.Sequential:
+    return nn.MLP(784, [256, 64], 10)
+
+
+def torch_model():
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    )
+
+
+def jaxnet_optimizer(recipe: Recipe, total_steps: int):
+    lr = (
+        optim.lr_scheduler.CosineAnnealingLR(recipe.lr, total_steps) if recipe.cosine else recipe.lr
+    )
+    if recipe.optimizer == "sgd":
+        return optim.SGD(lr, momentum=recipe.momentum)
+    return optim.Adam(lr)
+
+
+def jaxnet_loss(model: nn.Sequential, recipe: Recipe):
+    def loss_fn(params, batch):
+        x, y = batch  # (B, 784) float32, (B,) int32
+        logits = model.apply(params, x)  # (B, 10)
+        if recipe.loss == "mse":
+            return F.mse_loss(logits, datasets.one_hot(y, 10))
+        return F.cross_entropy(logits, y)
+
+    return loss_fn
+
+
+def accuracy_fn(model: nn.Sequential):
+    def metric_fn(params, batch):
+        x, y = batch
+        return {"accuracy": jnp.argmax(model.apply(params, x), axis=-1) == y}
+
+    return metric_fn
+
+
+def epoch_orders(key: jax.Array, n: int, recipe: Recipe) -> list[np.ndarray]:
+    """The (steps, B) index batches of every epoch: the order ``train.fit`` uses."""
+    return [
+        np.stack(
+            datasets.batch_order(jax.random.fold_in(key, e), n, recipe.batch_size, drop_last=True)
+        )
+        for e in range(recipe.epochs)
+    ]
+
+
+def run_jaxnet(recipe, params, key, train_xy, test_xy, progress=True) -> dict[str, Any]:
+    model = make_model()
+    steps = recipe.epochs * (len(train_xy[0]) // recipe.batch_size)
+    optimizer = jaxnet_optimizer(recipe, steps)
+    state = train.TrainState.create(params, optimizer, key)
+    train_xy = jax.device_put(train_xy)
+    test_xy = jax.device_put(test_xy)
+    state, history = train.fit(
+        state,
+        jaxnet_loss(model, recipe),
+        optimizer,
+        train_xy,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        metric_fn=accuracy_fn(model),
+        eval_data=test_xy,
+        progress=progress,
+    )
+    return {
+        "params": state.params,
+        "step_loss": np.asarray(history["step_loss"]),
+        "epoch_loss": history["epoch_loss"],
+        "accuracy": [e["accuracy"] for e in history["eval"]],
+        "compile_seconds": history["compile_seconds"],
+        "train_seconds": history["train_seconds"],
+    }
+
+
+def run_torch(recipe, params, orders, train_xy, test_xy, progress=True) -> dict[str, Any]:
+    import torch
+    from tqdm.auto import tqdm
+
+    model = torch_model()
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in params.items()})
+    x, y = (torch.from_numpy(np.array(a)) for a in train_xy)
+    y = y.long()
+    test_x, test_y = (torch.from_numpy(np.array(a)) for a in test_xy)
+    if recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    total = sum(len(o) for o in orders)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if recipe.cosine else None
+    losses, accuracy, train_seconds = [], [], 0.0
+    for epoch, order in enumerate(orders):
+        tic = time.perf_counter()
+        bar = tqdm(order, desc=f"torch epoch {epoch + 1}/{recipe.epochs}", disable=not progress)
+        for idx in bar:
+            idx = torch.from_numpy(idx)
+            logits = model(x[idx])
+            if recipe.loss == "mse":
+                target = torch.nn.functional.one_hot(y[idx], 10).float()
+                loss = torch.nn.functional.mse_loss(logits, target)
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.detach())
+        train_seconds += time.perf_counter() - tic
+        with torch.no_grad():
+            accuracy.append((model(test_x).argmax(-1) == test_y).float().mean().item())
+        bar.close()
+    return {
+        "step_loss": torch.stack(losses).numpy(),
+        "accuracy": accuracy,
+        "train_seconds": train_seconds,
+        "model": model,
+    }
+
+
+def prepare(data: datasets.MNIST, subset: int | None):
+    """Normalised float32 ``(N, 784)`` images and int32 labels, train and test."""
+    n_train = subset or len(data.train_labels)
+    n_test = min(subset, len(data.test_labels)) if subset else len(data.test_labels)
+    train_xy = (
+        np.asarray(datasets.normalize(data.train_images[:n_train])),
+        data.train_labels[:n_train].astype(np.int32),
+    )
+    test_xy = (
+        np.asarray(datasets.normalize(data.test_images[:n_test])),
+        data.test_labels[:n_test].astype(np.int32),
+    )
+    return train_xy, test_xy
+
+
+def plot(path: Path, recipe_name: str, ours: dict, theirs: dict | None) -> None:
+    _common.plot_backend()
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(ours["step_loss"], label="jaxnet", lw=1)
+    ax_acc.plot(range(1, len(ours["accuracy"]) + 1), ours["accuracy"], "o-", label="jaxnet")
+    if theirs is not None:
+        ax_loss.plot(theirs["step_loss"], label="PyTorch", lw=1, ls="--")
+        ax_acc.plot(range(1, len(theirs["accuracy"]) + 1), theirs["accuracy"], "s--",
+                    label="PyTorch")  # fmt: skip
+    ax_loss.set(xlabel="step", ylabel="training loss", title=f"MNIST MLP, recipe {recipe_name}")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(
+    data: datasets.MNIST,
+    recipe_name: str = "seed",
+    *,
+    compare_torch: bool = False,
+    out: Path | None = None,
+    subset: int | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, evaluate, plot and checkpoint; returns the figures it prints."""
+    recipe = RECIPES[recipe_name]
+    if epochs is not None:
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+    out = _common.output_dir(out, "mnist_mlp")
+    train_xy, test_xy = prepare(data, subset)
+    key = jax.random.key(seed)
+    init_key, data_key = jax.random.split(key)
+    model = make_model()
+    params = model.init(init_key)
+    initial = jaxnet.state_dict(params)
+
+    ours = run_jaxnet(recipe, params, data_key, train_xy, test_xy, progress)
+    report = {
+        "recipe": recipe_name,
+        "accuracy": ours["accuracy"][-1],
+        "epoch_accuracy": ours["accuracy"],
+        "epoch_loss": ours["epoch_loss"],
+        "compile_seconds": ours["compile_seconds"],
+        "train_seconds": ours["train_seconds"],
+    }
+    print(f"\njaxnet, recipe {recipe_name!r}: {recipe}")
+    for e, (loss, acc) in enumerate(zip(ours["epoch_loss"], ours["accuracy"], strict=True)):
+        print(f"  epoch {e + 1:2d}  loss {loss:.5f}  test accuracy {acc:.2%}")
+    print(f"  final test accuracy {ours['accuracy'][-1]:.2%}")
+    print(f"  compile {ours['compile_seconds']:.2f} s, training {ours['train_seconds']:.2f} s")
+
+    theirs = None
+    if compare_torch:
+        orders = epoch_orders(data_key, len(train_xy[0]), recipe)
+        theirs = run_torch(recipe, initial, orders, train_xy, test_xy, progress)
+        n = min(len(ours["step_loss"]), len(theirs["step_loss"]))
+        rel = np.abs(ours["step_loss"][:n] - theirs["step_loss"][:n]) / np.abs(
+            theirs["step_loss"][:n]
+        )
+        report.update(
+            torch_accuracy=theirs["accuracy"][-1],
+            torch_train_seconds=theirs["train_seconds"],
+            max_rel_loss_diff=float(rel.max()),
+            speedup=theirs["train_seconds"] / ours["train_seconds"],
+        )
+        print(f"\n{'':24s}{'jaxnet':>12s}{'PyTorch':>12s}")
+        for e in range(recipe.epochs):
+            print(f"  epoch {e + 1:2d} accuracy{'':7s}{ours['accuracy'][e]:>12.2%}"
+                  f"{theirs['accuracy'][e]:>12.2%}")  # fmt: skip
+        print(f"  training seconds{'':6s}{ours['train_seconds']:>12.2f}"
+              f"{theirs['train_seconds']:>12.2f}")  # fmt: skip
+        print(f"  speed-up (PyTorch time / jaxnet time): {report['speedup']:.2f}x")
+        print(f"  accuracy difference: {abs(report['accuracy'] - report['torch_accuracy']):.2%}")
+        print(f"  largest relative difference of the per-step losses: {rel.max():.2e}")
+
+    weights = out / f"mnist_mlp_{recipe_name}.safetensors"
+    checkpoint.save_weights(weights, ours["params"], model)
+    report["checkpoint"] = str(weights)
+    report["checkpoint_max_diff"] = check_checkpoint_in_torch(weights, ours["params"], test_xy)
+    print(f"\ncheckpoint {weights} loads into the PyTorch twin "
+          f"(largest logit difference {report['checkpoint_max_diff']:.1e})")  # fmt: skip
+    plot(out / f"mnist_mlp_{recipe_name}.png", recipe_name, ours, theirs)
+    report["plot"] = str(out / f"mnist_mlp_{recipe_name}.png")
+    print(f"plot {report['plot']}")
+    return report
+
+
+def check_checkpoint_in_torch(path: Path, params, test_xy) -> float:
+    """Load the safetensors file into the torch twin; the largest logit difference."""
+    import safetensors.torch
+    import torch
+
+    twin = torch_model()
+    twin.load_state_dict(safetensors.torch.load_file(str(path)), strict=True)
+    x = test_xy[0][:256]
+    with torch.no_grad():
+        theirs = twin(torch.from_numpy(x)).numpy()
+    return float(np.abs(np.asarray(make_model().apply(params, x)) - theirs).max())
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="seed")
+    p.add_argument("--compare-torch", action="store_true",
+                   help="also train the PyTorch twin from the same weights and batch order")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--subset", type=int, default=None, help="train on the first N examples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="read MNIST from IDX files (raw or .gz) in this directory")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.data_dir is not None:
+        data = datasets.load_mnist("idx", path=args.data_dir)
+    else:
+        data = datasets.load_mnist()
+    return run(
+        data,
+        args.recipe,
+        compare_torch=args.compare_torch and not args.no_torch,
+        out=args.out,
+        subset=args.subset,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+
+
+if __name__ == "__main__":
+    main()
