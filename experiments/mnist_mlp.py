@@ -296,8 +296,11 @@ def check_checkpoint_in_torch(path: Path, params, test_xy) -> float:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--recipe", choices=sorted(RECIPES), default="seed")
-    p.add_argument("--compare-torch", action="store_true",
-                   help="also train the PyTorch twin from the same weights and batch order")  # fmt: skip
+    p.add_argument(
+        "--compare-torch",
+        action="store_true",
+        help="also train the PyTorch twin from the same weights and batch order",
+    )
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--subset", type=int, default=None, help="train on the first N examples")
     p.add_argument("--seed", type=int, default=0)
