@@ -289,7 +289,7 @@ def check_checkpoint_in_torch(path: Path, params, test_xy) -> float:
     twin.load_state_dict(safetensors.torch.load_file(str(path)), strict=True)
     x = test_xy[0][:256]
     with torch.no_grad():
-        theirs = twin(torch.from_numpy(x)).numpy()
+        theirs = twin(torch.from_numpy(np.array(x))).numpy()
     return float(np.abs(np.asarray(make_model().apply(params, x)) - theirs).max())
 
 
