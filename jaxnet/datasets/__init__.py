@@ -1,0 +1,16 @@
+"""Datasets as NumPy arrays, batched on the device (``torchvision.datasets``, ``DataLoader``)."""
+
+from jaxnet.datasets.batching import batch_order as batch_order
+from jaxnet.datasets.batching import batches as batches
+from jaxnet.datasets.batching import epoch_batches as epoch_batches
+from jaxnet.datasets.csvfile import read_csv as read_csv
+from jaxnet.datasets.errors import MNISTChecksumError as MNISTChecksumError
+from jaxnet.datasets.errors import MNISTFormatError as MNISTFormatError
+from jaxnet.datasets.idx import read_idx as read_idx
+from jaxnet.datasets.mnist import MNIST as MNIST
+from jaxnet.datasets.mnist import MNIST_SHA256 as MNIST_SHA256
+from jaxnet.datasets.mnist import load_mnist as load_mnist
+from jaxnet.datasets.transforms import MNIST_MEAN as MNIST_MEAN
+from jaxnet.datasets.transforms import MNIST_STD as MNIST_STD
+from jaxnet.datasets.transforms import normalize as normalize
+from jaxnet.datasets.transforms import one_hot as one_hot
