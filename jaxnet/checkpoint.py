@@ -1,0 +1,341 @@
+"""Checkpoints as safetensors files: torch-named weights and whole training states.
+
+PyTorch equivalents: ``torch.save(module.state_dict(), path)`` with
+``module.load_state_dict(torch.load(path))`` for weights, and ``torch.save`` of a
+``{'model': ..., 'optimizer': ..., 'step': ...}`` dict for a training state.
+
+jaxnet writes safetensors instead of pickle: an 8-byte little-endian header length, a
+JSON header (dtype, shape and byte range of every tensor, plus string metadata) and the
+raw bytes. Reading a file runs no code.
+
+* :func:`save_weights` / :func:`load_weights`: the keys are torch's ``state_dict`` names
+  (``'0.weight'``), in torch's layout, so ``module.load_state_dict(
+  safetensors.torch.load_file(path))`` reads a jaxnet file and a file from
+  ``safetensors.torch.save_file(module.state_dict(), path)`` loads into jaxnet params.
+* :func:`save_state` / :func:`load_state`: any pytree (a ``TrainState`` with params,
+  optimiser state, step and PRNG key); the keys are the ``jax.tree_util.keystr`` paths
+  of its leaves (``".opt_state[0].mu['0']['weight']"``).
+
+Writes are atomic: the bytes go to a temporary file in the target's directory, are
+flushed to disk, then renamed over the target, so a crash leaves either the old file or
+the new one. Loading checks the file against a template and raises
+:class:`CheckpointError` listing every problem before anything is returned. Dtypes are
+those ``safetensors.numpy`` reads: bool, (u)int8-64, float16/32/64 and complex64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.numpy
+from safetensors import SafetensorError
+
+from jaxnet import params as params_lib
+
+PyTree = Any
+
+_STATE_FORMAT = "jaxnet.train_state"
+_STATE_VERSION = "1"
+# "pt": torch's names and layout; the tag Hugging Face tools check on weight files.
+_WEIGHTS_METADATA = {"format": "pt"}
+# What safetensors.numpy reads back (it writes bfloat16 too, but cannot load it).
+_DTYPES = frozenset(
+    np.dtype(name)
+    for name in [
+        *("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
+        *("float16", "float32", "float64", "complex64"),
+    ]
+)
+_WRITE_CHUNK = 1 << 26  # bytes per os.write call
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: missing, corrupt, or not matching the template."""
+
+
+def save_weights(path: str | os.PathLike, params: PyTree, model: Any = None) -> None:
+    """Write ``params`` as a safetensors file keyed by torch's ``state_dict`` names.
+
+    PyTorch equivalent: ``safetensors.torch.save_file(module.state_dict(), path)``.
+    ``model`` adds the entries torch lists for tied layers (see
+    :func:`jaxnet.params.state_dict`). Raises ``ValueError`` naming every parameter
+    holding NaN or inf, and writes nothing, if any does.
+    """
+    state_dict = params_lib.state_dict(params, model)
+    tensors = {name: _host_array("save_weights", name, v) for name, v in state_dict.items()}
+    _refuse_non_finite("save_weights", tensors)
+    _atomic_write(path, safetensors.numpy.save(tensors, metadata=_WEIGHTS_METADATA))
+
+
+def load_weights(path: str | os.PathLike, like: PyTree, model: Any = None) -> PyTree:
+    """Params read from a torch-named safetensors file, checked against the template ``like``.
+
+    PyTorch equivalent: ``module.load_state_dict(safetensors.torch.load_file(path))``
+    with ``strict=True``: every key of ``like`` must be present with its shape and dtype
+    and the file may hold no other key. Raises :class:`CheckpointError` otherwise.
+    """
+    tensors, metadata = _read("load_weights", path)
+    if metadata.get("format") == _STATE_FORMAT:
+        raise CheckpointError(
+            f"load_weights: {os.fspath(path)!r} is a training state written by save_state; "
+            "read it with load_state"
+        )
+    try:
+        return params_lib.load_state_dict(like, tensors, strict=True, model=model)
+    except ValueError as error:
+        raise CheckpointError(
+            f"load_weights: {os.fspath(path)!r} does not match the template: {error}"
+        ) from error
+
+
+def save_state(path: str | os.PathLike, state: PyTree) -> None:
+    """Write a whole training state (any pytree) as one safetensors file.
+
+    Leaves may be JAX or NumPy arrays, NumPy scalars or Python numbers; typed PRNG keys
+    (``jax.random.key``) are stored as their key data with the implementation's name in
+    the metadata, raw ``uint32`` keys as plain arrays. ``None`` leaves and empty
+    containers are structure, kept by the template given to :func:`load_state`.
+
+    Raises ``ValueError``, writing nothing, if a float leaf of ``state.params`` (or
+    ``state['params']``) holds NaN or inf. Only the params are checked because optimiser
+    states may hold inf on purpose (a best-loss-so-far starting at inf); a state without
+    a ``params`` field is checked whole.
+    """
+    leaves, _ = _flatten("save_state", state)
+    tensors = {name: _host_array("save_state", name, _raw(leaf)) for name, leaf in leaves.items()}
+    key_impls = {name: _key_impl(leaf) for name, leaf in leaves.items() if _key_impl(leaf)}
+    has_params = hasattr(state, "params") or (isinstance(state, Mapping) and "params" in state)
+    checked = {n: tensors[n] for n in tensors if _under_params(n)} if has_params else tensors
+    _refuse_non_finite("save_state", checked)
+    metadata = {
+        "format": _STATE_FORMAT,
+        "version": _STATE_VERSION,
+        "prng_keys": json.dumps(key_impls, sort_keys=True),
+    }
+    _atomic_write(path, safetensors.numpy.save(tensors, metadata=metadata))
+
+
+def load_state(path: str | os.PathLike, like: PyTree) -> PyTree:
+    """A training state read from a :func:`save_state` file, shaped like the template ``like``.
+
+    The file must hold exactly the leaves of ``like`` (same ``keystr`` paths, shapes and
+    dtypes, typed PRNG keys of the same implementation); otherwise one
+    :class:`CheckpointError` lists every mismatch. Each leaf comes back as the template's
+    kind: JAX arrays on the template leaf's sharding, NumPy arrays, or Python numbers.
+    The result equals the saved state bit for bit.
+    """
+    tensors, metadata = _read("load_state", path)
+    where = f"load_state: {os.fspath(path)!r}"
+    tag = (metadata.get("format"), metadata.get("version"))
+    if tag != (_STATE_FORMAT, _STATE_VERSION):
+        raise CheckpointError(
+            f"{where} is not a jaxnet training state: expected format {_STATE_FORMAT!r} "
+            f"version {_STATE_VERSION!r}, got format {tag[0]!r} version {tag[1]!r}"
+        )
+    file_impls = _parse_key_impls(where, metadata.get("prng_keys", "{}"), tensors)
+    leaves, treedef = _flatten("load_state", like)
+    problems = []
+    for name, leaf in leaves.items():
+        if name not in tensors:
+            problems.append(f"missing key {name!r}")
+            continue
+        shape, dtype = _shape_dtype(_raw(leaf))
+        got = tensors[name]
+        if (got.shape, got.dtype) != (shape, dtype):
+            problems.append(
+                f"{name!r}: expected {dtype}{list(shape)}, got {got.dtype}{list(got.shape)}"
+            )
+        if file_impls.get(name) != _key_impl(leaf):
+            problems.append(
+                f"{name!r}: expected {_describe_key(_key_impl(leaf))}, "
+                f"got {_describe_key(file_impls.get(name))}"
+            )
+    problems += [f"unexpected key {name!r}" for name in sorted(tensors.keys() - leaves.keys())]
+    if problems:
+        raise CheckpointError(
+            f"{where} does not match the template ({len(problems)} problems):\n  "
+            + "\n  ".join(problems)
+        )
+    restored = [_restore(leaf, tensors[name], _key_impl(leaf)) for name, leaf in leaves.items()]
+    return jax.tree_util.tree_unflatten(treedef, restored)
+
+
+def _flatten(fn: str, tree: PyTree) -> tuple[dict[str, Any], Any]:
+    """``{keystr name: leaf}`` in flattening order, and the treedef of ``tree``."""
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    leaves = {jax.tree_util.keystr(path): leaf for path, leaf in paths_leaves}
+    if len(leaves) != len(paths_leaves):
+        raise ValueError(f"{fn}: two leaves print the same path; names: {list(leaves)}")
+    return leaves, treedef
+
+
+def _key_impl(leaf: Any) -> str | None:
+    """The PRNG implementation's name if ``leaf`` is a typed key array, else ``None``."""
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return str(jax.random.key_impl(leaf))
+    return None
+
+
+def _raw(leaf: Any) -> Any:
+    """What is stored for ``leaf``: the key data of a typed key, the leaf itself otherwise."""
+    return jax.random.key_data(leaf) if _key_impl(leaf) else leaf
+
+
+def _under_params(name: str) -> bool:
+    """Whether a ``keystr`` name lies in the ``params`` field (attribute or mapping key)."""
+    return name in (".params", "['params']") or name.startswith(
+        (".params.", ".params[", "['params']")
+    )
+
+
+def _shape_dtype(leaf: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype as stored, without copying array data to the host."""
+    if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+        return tuple(leaf.shape), np.dtype(leaf.dtype)
+    array = np.asarray(leaf)
+    return array.shape, array.dtype
+
+
+def _describe_key(impl: str | None) -> str:
+    return f"a typed PRNG key ({impl})" if impl else "a plain array"
+
+
+def _host_array(fn: str, name: str, value: Any) -> np.ndarray:
+    """``value`` as a C-contiguous NumPy array of a dtype safetensors.numpy can read back."""
+    array = np.asarray(value, order="C")
+    if array.dtype not in _DTYPES:
+        raise TypeError(
+            f"{fn}: {name!r} has dtype {array.dtype}; checkpoints hold "
+            f"{', '.join(sorted(str(d) for d in _DTYPES))} (cast it first)"
+        )
+    return array
+
+
+def _refuse_non_finite(fn: str, tensors: Mapping[str, np.ndarray]) -> None:
+    bad = [
+        name
+        for name, array in tensors.items()
+        if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all()
+    ]
+    if bad:
+        raise ValueError(
+            f"{fn}: refusing to write non-finite values (NaN or inf) in {', '.join(bad)}; "
+            "nothing was written"
+        )
+
+
+def _restore(template: Any, value: np.ndarray, impl: str | None) -> Any:
+    """``value`` as the same kind of leaf as ``template``."""
+    if isinstance(template, jax.Array):
+        if impl:
+            value = jax.random.wrap_key_data(value, impl=impl)
+        elif template.weak_type and value.ndim == 0:
+            # A weakly typed scalar (a step counter out of a jitted step) stays weak, so the
+            # step does not retrace on resume. Weak scalars have the default dtype of their
+            # kind, as a Python number converted by jnp.asarray does.
+            value = jnp.asarray(value.item())
+        return jax.device_put(value, template.sharding)
+    if isinstance(template, np.ndarray):
+        return value.copy()
+    return value[()] if isinstance(template, np.generic) else value.item()
+
+
+def _parse_key_impls(where: str, text: str, tensors: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """The ``prng_keys`` metadata: a JSON object from stored names to PRNG impl names."""
+    try:
+        impls = json.loads(text)
+    except ValueError:
+        impls = None
+    if not isinstance(impls, dict) or not all(
+        isinstance(name, str) and name in tensors and isinstance(impl, str)
+        for name, impl in impls.items()
+    ):
+        raise CheckpointError(
+            f"{where} has corrupt 'prng_keys' metadata: expected a JSON object mapping stored "
+            f"tensor names to PRNG implementation names, got {text[:200]!r}"
+        )
+    return impls
+
+
+def _read(fn: str, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Tensors and string metadata of a safetensors file; :class:`CheckpointError` if bad.
+
+    ``safetensors`` itself rejects bad header lengths, non-JSON headers, unknown dtypes,
+    byte ranges that overlap, leave gaps, run past the end or disagree with the shape,
+    and trailing bytes. Its JSON parser keeps the last of two entries with the same name,
+    so duplicate names are checked here.
+    """
+    where = f"{fn}: {os.fspath(path)!r}"
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise CheckpointError(f"{where} cannot be read: {error.strerror or error}") from error
+    try:
+        tensors = safetensors.numpy.load(data)
+    except SafetensorError as error:
+        raise CheckpointError(f"{where} is not a valid safetensors file: {error}") from error
+    except KeyError as error:  # a dtype safetensors knows but NumPy does not (e.g. BF16)
+        raise CheckpointError(
+            f"{where} holds a tensor of dtype {error.args[0]}, which NumPy cannot represent"
+        ) from error
+    header_length = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8 : 8 + header_length], object_pairs_hook=_unique_names)
+    except ValueError as error:
+        raise CheckpointError(f"{where} has an ambiguous header: {error}") from error
+    return tensors, header.get("__metadata__") or {}
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON object hook refusing repeated names (the safetensors parser keeps the last)."""
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{repeated} appear more than once")
+    return dict(pairs)
+
+
+def _atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` by ``data`` so that no crash leaves a partial or missing file.
+
+    A fresh temporary file next to ``path`` receives the bytes and is fsynced, then
+    ``os.replace`` (atomic on POSIX and Windows) puts it in place and the directory is
+    fsynced so the rename itself survives a power cut. On any error the temporary file is
+    removed and ``path`` is untouched. A process killed outright (SIGKILL, power loss)
+    before the rename can leave a hidden ``.<name>.<random>.tmp`` beside the target; the
+    target itself is always whole.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    # O_EXCL: never reuse a file; mode 0o666 lets the umask decide, as open(path, "wb") does.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view[:_WRITE_CHUNK]) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if os.name == "posix":  # other systems cannot open a directory to fsync it
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

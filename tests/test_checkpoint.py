@@ -1,0 +1,580 @@
+"""jaxnet.checkpoint: torch interop, bit-exact round trips, corrupt files, atomic writes."""
+
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import safetensors
+import safetensors.numpy
+import safetensors.torch
+import torch
+from flax.training.train_state import TrainState
+
+from jaxnet.checkpoint import CheckpointError, load_state, load_weights, save_state, save_weights
+from jaxnet.nn.layers import MLP, Linear, ReLU, Sequential
+
+NET = MLP(8, [16], 4)
+
+
+class KeyedState(TrainState):
+    """flax's TrainState plus the PRNG key a training loop carries."""
+
+    key: jax.Array
+
+
+@pytest.fixture(scope="module")
+def params():
+    return NET.init(jax.random.key(0))
+
+
+def torch_twin():
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+
+
+def raw_bits(leaf):
+    """(kind, weak type, PRNG impl, dtype, shape, bytes): equal tuples mean equal leaves."""
+    kind, weak, impl = type(leaf).__name__, getattr(leaf, "weak_type", None), None
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        impl, leaf = str(jax.random.key_impl(leaf)), jax.random.key_data(leaf)
+    array = np.asarray(leaf)
+    return kind, weak, impl, array.dtype, array.shape, array.tobytes()
+
+
+def assert_bit_identical(got, expected):
+    assert jax.tree.structure(got) == jax.tree.structure(expected)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        assert raw_bits(g) == raw_bits(e)
+
+
+def listing(directory):
+    return sorted(os.listdir(directory))
+
+
+# --- weights: torch interop ------------------------------------------------------------
+
+
+def test_jaxnet_weights_load_into_torch_twin(tmp_path, params, rng):
+    path = tmp_path / "mlp.safetensors"
+    save_weights(path, params)
+    model = torch_twin()
+    model.load_state_dict(safetensors.torch.load_file(path), strict=True)
+    for name, tensor in model.state_dict().items():
+        layer, field = name.split(".")
+        assert tensor.numpy().tobytes() == np.asarray(params[layer][field]).tobytes(), name
+    x = rng.standard_normal((5, 8)).astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(NET.apply(params, x)),
+        model(torch.from_numpy(x)).detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_torch_weights_load_into_jaxnet(tmp_path, params, rng):
+    torch.manual_seed(0)
+    model = torch_twin()
+    path = tmp_path / "torch.safetensors"
+    safetensors.torch.save_file(model.state_dict(), path)
+    loaded = load_weights(path, like=params)
+    for name, tensor in model.state_dict().items():
+        layer, field = name.split(".")
+        assert isinstance(loaded[layer][field], jax.Array)
+        assert np.asarray(loaded[layer][field]).tobytes() == tensor.numpy().tobytes(), name
+    x = rng.standard_normal((5, 8)).astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(NET.apply(loaded, x)),
+        model(torch.from_numpy(x)).detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_tied_weights_carry_torch_alias_keys(tmp_path, rng):
+    shared = Linear(4, 4)
+    net = Sequential(Linear(3, 4), ReLU(), shared, ReLU(), shared)
+    shapes = {"0": {"weight": (4, 3), "bias": (4,)}, "2": {"weight": (4, 4), "bias": (4,)}}
+    params = jax.tree.map(
+        lambda shape: rng.standard_normal(shape).astype(np.float32),
+        shapes,
+        is_leaf=lambda x: isinstance(x, tuple),
+    )
+    path = tmp_path / "tied.safetensors"
+    save_weights(path, params, model=net)
+    torch_shared = torch.nn.Linear(4, 4)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.ReLU(), torch_shared, torch.nn.ReLU(), torch_shared
+    )
+    model.load_state_dict(safetensors.torch.load_file(path), strict=True)
+    assert model[4].weight.detach().numpy().tobytes() == np.asarray(params["2"]["weight"]).tobytes()
+    assert_bit_identical(
+        jax.tree.map(np.asarray, load_weights(path, like=params, model=net)), params
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint32])
+def test_weights_round_trip_bit_exact(tmp_path, dtype):
+    info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
+    values = np.array([info.min, info.max, 0, 1, 3], dtype)
+    if np.issubdtype(dtype, np.floating):
+        values[2], values[3] = -0.0, info.smallest_subnormal
+    saved = {"0": {"weight": jnp.asarray(values.reshape(1, 5)), "bias": values[:1]}}
+    like = jax.tree.map(np.zeros_like, saved)
+    path = tmp_path / "w.safetensors"
+    save_weights(path, saved)
+    loaded = load_weights(path, like=like)
+    for field in ("weight", "bias"):
+        assert np.asarray(loaded["0"][field]).dtype == dtype
+        assert np.asarray(loaded["0"][field]).tobytes() == np.asarray(saved["0"][field]).tobytes()
+
+
+# --- training state: round trips -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [optax.sgd(0.1, momentum=0.9), optax.adam(1e-2)],
+    ids=["sgd-momentum", "adam"],
+)
+def test_train_state_round_trip_and_resume(tmp_path, params, tx, rng):
+    x = jnp.asarray(rng.standard_normal((6, 8)), jnp.float32)
+    grad = jax.grad(lambda p: jnp.sum(NET.apply(p, x) ** 2))
+    train_step = jax.jit(lambda state: state.apply_gradients(grads=grad(state.params)))
+    state = KeyedState.create(apply_fn=NET.apply, params=params, tx=tx, key=jax.random.key(1))
+    state = train_step(train_step(state))
+    path = tmp_path / "state.safetensors"
+    save_state(path, state)
+    # A template with other values: everything in the result must come from the file.
+    like = train_step(
+        KeyedState.create(
+            apply_fn=NET.apply, params=NET.init(jax.random.key(9)), tx=tx, key=jax.random.key(9)
+        )
+    )
+    restored = load_state(path, like)
+    assert int(restored.step) == 2 and restored.step.weak_type  # as jit returns it
+    assert_bit_identical(restored, state)
+    # Resuming from the restored state continues exactly as the original would.
+    assert_bit_identical(train_step(restored), train_step(state))
+
+
+def mixed_state(seed):
+    """A state with every supported kind of leaf, values depending on ``seed``."""
+    # float32 bits: a NaN with payload, -0.0, inf, the smallest subnormal.
+    special = np.array([0x7FC00001 + seed, 0x80000000, 0x7F800000, 1], np.uint32).view(np.float32)
+    return {
+        "params": {"0": {"weight": jnp.full((2, 3), seed, jnp.float64)}},
+        "opt": (optax.EmptyState(), None, (), {"f32": jnp.asarray(special)}),
+        "f64": np.linspace(0, 1 + seed, 4, dtype=np.float64),
+        "i32": jnp.arange(3, dtype=jnp.int32) - seed,
+        "u32": np.array([seed, 2**32 - 1], np.uint32),
+        "raw_key": jax.random.PRNGKey(seed),
+        "typed_key": jax.random.key(seed),
+        "rbg_key": jax.random.key(seed, impl="rbg"),
+        "key_batch": jax.random.split(jax.random.key(seed + 1), 3),
+        "step": 7 + seed,
+        "lr": 0.1 + seed,
+        "flag": seed == 0,
+        "scalar": np.float32(2.5 + seed),
+    }
+
+
+def test_state_round_trip_all_leaf_kinds(tmp_path):
+    path = tmp_path / "state.safetensors"
+    saved = mixed_state(0)
+    save_state(path, saved)
+    restored = load_state(path, like=mixed_state(1))
+    assert_bit_identical(restored, saved)
+    assert restored["opt"][:3] == (optax.EmptyState(), None, ())
+    assert jax.dtypes.issubdtype(restored["typed_key"].dtype, jax.dtypes.prng_key)
+    assert restored["raw_key"].dtype == jnp.uint32
+    assert type(restored["f64"]) is np.ndarray and type(restored["scalar"]) is np.float32
+    assert type(restored["flag"]) is bool and type(restored["lr"]) is float
+    # Typed keys still draw the same numbers.
+    np.testing.assert_array_equal(
+        jax.random.uniform(restored["rbg_key"], (3,)), jax.random.uniform(saved["rbg_key"], (3,))
+    )
+
+
+def test_state_file_is_plain_safetensors(tmp_path):
+    path = tmp_path / "state.safetensors"
+    save_state(path, mixed_state(0))
+    with safetensors.safe_open(path, framework="np") as f:
+        metadata, names = f.metadata(), set(f.keys())
+        key_data = f.get_tensor("['key_batch']")
+    assert names == {
+        jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(mixed_state(0))
+    }
+    assert metadata["format"] == "jaxnet.train_state" and metadata["version"] == "1"
+    assert json.loads(metadata["prng_keys"]) == {
+        "['key_batch']": "threefry2x32",
+        "['rbg_key']": "rbg",
+        "['typed_key']": "threefry2x32",
+    }
+    np.testing.assert_array_equal(key_data, jax.random.key_data(mixed_state(0)["key_batch"]))
+
+
+# --- template mismatches ----------------------------------------------------------------
+
+
+def test_load_state_lists_every_mismatch(tmp_path):
+    path = tmp_path / "state.safetensors"
+    save_state(path, mixed_state(0))
+    like = mixed_state(0)
+    del like["lr"]  # in the file, not in the template
+    like["extra"] = np.zeros(2, np.float32)  # in the template, not in the file
+    like["f64"] = np.zeros(5, np.float64)  # shape
+    like["i32"] = jnp.zeros(3, jnp.int64)  # dtype
+    like["typed_key"] = jax.random.PRNGKey(0)  # raw key where the file has a typed one
+    like["rbg_key"] = jax.random.key(0)  # another implementation
+    with pytest.raises(
+        CheckpointError, match=r"does not match the template \(7 problems\)"
+    ) as info:
+        load_state(path, like)
+    message = str(info.value)
+    for expected in (
+        "unexpected key \"['lr']\"",
+        "missing key \"['extra']\"",
+        "\"['f64']\": expected float64[5], got float64[4]",
+        "\"['i32']\": expected int64[3], got int32[3]",
+        "\"['typed_key']\": expected a plain array, got a typed PRNG key (threefry2x32)",
+        "\"['rbg_key']\": expected uint32[2], got uint32[4]",
+        "expected a typed PRNG key (threefry2x32), got a typed PRNG key (rbg)",
+    ):
+        assert expected in message
+
+
+def test_load_weights_lists_every_mismatch(tmp_path, params):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, params)
+    like = {
+        "0": {"weight": np.zeros((32, 8), np.float32)},
+        "2": {"weight": np.zeros((4, 32), np.float32)},
+    }
+    with pytest.raises(
+        CheckpointError, match=r"load_weights: .* does not match the template"
+    ) as info:
+        load_weights(path, like=like)
+    for expected in (
+        "'0.weight': expected float32[32, 8], got float32[16, 8]",
+        "'2.weight': expected float32[4, 32], got float32[4, 16]",
+        "unexpected key '0.bias'",
+        "unexpected key '2.bias'",
+    ):
+        assert expected in str(info.value)
+
+
+# --- truncated and corrupt files --------------------------------------------------------
+
+
+def tiny_params():
+    return {
+        "0": {
+            "weight": jnp.arange(6, dtype=jnp.float32).reshape(2, 3),
+            "bias": jnp.ones(2, jnp.float32),
+        }
+    }
+
+
+def test_every_truncated_weights_file_is_rejected(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, tiny_params())
+    data = path.read_bytes()
+    for length in reversed(range(len(data))):  # every prefix, longest first
+        os.truncate(path, length)
+        with pytest.raises(CheckpointError, match="load_weights: "):
+            load_weights(path, like=tiny_params())
+    path.write_bytes(data)
+    assert_bit_identical(load_weights(path, like=tiny_params()), tiny_params())
+
+
+def test_every_truncated_state_file_is_rejected(tmp_path):
+    params = {"0": {"weight": np.ones((2, 2), np.float32), "bias": np.ones(2, np.float32)}}
+    state = {"params": params, "opt": optax.adam(1e-3).init(params), "key": jax.random.key(0)}
+    path = tmp_path / "state.safetensors"
+    save_state(path, state)
+    data = path.read_bytes()
+    for length in reversed(range(len(data))):  # every prefix, longest first
+        os.truncate(path, length)
+        with pytest.raises(CheckpointError, match="load_state: "):
+            load_state(path, like=state)
+    path.write_bytes(data)
+    assert_bit_identical(load_state(path, like=state), state)
+
+
+def build_file(header, body=b""):
+    """A safetensors file from a header (dict, or raw bytes) and a data section."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+BODY = np.arange(6, dtype=np.float32).tobytes() + np.ones(2, np.float32).tobytes()
+WEIGHT = {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}
+BIAS = {"dtype": "F32", "shape": [2], "data_offsets": [24, 32]}
+
+
+def edited(**entries):
+    return build_file({"0.weight": WEIGHT, "0.bias": BIAS, **entries}, BODY)
+
+
+CORRUPT_FILES = {
+    "empty": (b"", "header too small"),
+    "header length past the end": (struct.pack("<Q", 10_000) + b"{}", "invalid header length"),
+    "header length 2**63": (struct.pack("<Q", 2**63) + b"{}", "header too large"),
+    "header not JSON": (build_file(b"{not json}", BODY), "invalid JSON"),
+    "header not UTF-8": (build_file(b'{"\xff": 1}'), "invalid UTF-8"),
+    "header a JSON list": (build_file([1, 2]), "invalid JSON"),
+    "offsets out of range": (
+        edited(**{"0.bias": {**BIAS, "data_offsets": [24, 999]}}),
+        "invalid shape, data type, or offset",
+    ),
+    "overlapping offsets": (
+        edited(**{"0.bias": {**BIAS, "data_offsets": [16, 24]}}),
+        "invalid offset",
+    ),
+    "gap between tensors": (
+        build_file(
+            {"0.weight": WEIGHT, "0.bias": {**BIAS, "data_offsets": [28, 36]}}, BODY + bytes(4)
+        ),
+        "invalid offset for tensor `0.bias`",
+    ),
+    "unknown dtype": (edited(**{"0.bias": {**BIAS, "dtype": "Q99"}}), "unknown variant `Q99`"),
+    "dtype NumPy lacks": (
+        edited(**{"0.weight": {**WEIGHT, "dtype": "BF16", "shape": [2, 6]}}),
+        "dtype BF16, which NumPy cannot represent",
+    ),
+    "shape disagrees with byte count": (
+        edited(**{"0.weight": {**WEIGHT, "shape": [3, 3]}}),
+        "invalid shape, data type, or offset",
+    ),
+    "negative dimension": (edited(**{"0.weight": {**WEIGHT, "shape": [-2, -3]}}), "invalid value"),
+    "trailing bytes": (edited() + bytes(8), "file not fully covered"),
+    "name repeated": (
+        build_file(
+            b'{"0.weight": %s, "0.bias": %s, "0.bias": %s}'
+            % tuple(json.dumps(e).encode() for e in (WEIGHT, BIAS, BIAS)),
+            BODY,
+        ),
+        r"\['0.bias'\] appear more than once",
+    ),
+    "metadata value not a string": (edited(__metadata__={"format": 1}), "expected a string"),
+    "pickle renamed": (pickle.dumps({"0.weight": np.zeros((2, 3))}), "not a valid safetensors"),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPT_FILES, ids=list(CORRUPT_FILES))
+def test_corrupt_file_is_rejected(tmp_path, case):
+    data, reason = CORRUPT_FILES[case]
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match=reason):
+        load_weights(path, like=tiny_params())
+
+
+def test_crafted_body_is_valid():
+    """The corrupt cases above are edits of this file, which loads."""
+    loaded = safetensors.numpy.load(edited())
+    np.testing.assert_array_equal(loaded["0.weight"], np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_torch_save_zip_is_rejected(tmp_path, params):
+    path = tmp_path / "model.safetensors"
+    torch.save(torch_twin().state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a valid safetensors file"):
+        load_weights(path, like=params)
+
+
+def test_unreadable_paths_are_rejected(tmp_path):
+    with pytest.raises(CheckpointError, match="cannot be read: No such file"):
+        load_weights(tmp_path / "absent.safetensors", like=tiny_params())
+    with pytest.raises(CheckpointError, match=r"load_state: .* cannot be read"):
+        load_state(tmp_path, like={})
+
+
+def test_wrong_kind_of_file_is_rejected(tmp_path):
+    weights, state = tmp_path / "w.safetensors", tmp_path / "s.safetensors"
+    save_weights(weights, tiny_params())
+    save_state(state, {"params": tiny_params()})
+    with pytest.raises(CheckpointError, match="got format 'pt' version None"):
+        load_state(weights, like={"params": tiny_params()})
+    with pytest.raises(CheckpointError, match="training state written by save_state"):
+        load_weights(state, like=tiny_params())
+
+
+def state_file_with_metadata(metadata):
+    tensors = {"['w']": np.zeros(2, np.float32)}
+    return safetensors.numpy.save(tensors, metadata={"format": "jaxnet.train_state", **metadata})
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ({"version": "99"}, "expected format 'jaxnet.train_state' version '1'.*version '99'"),
+        ({"version": "1", "prng_keys": "{oops"}, "corrupt 'prng_keys' metadata"),
+        ({"version": "1", "prng_keys": '{"[\'k\']": "rbg"}'}, "corrupt 'prng_keys' metadata"),
+        ({"version": "1", "prng_keys": "{\"['w']\": 3}"}, "corrupt 'prng_keys' metadata"),
+    ],
+    ids=["future version", "not JSON", "names an absent tensor", "impl not a string"],
+)
+def test_bad_state_metadata_is_rejected(tmp_path, metadata, reason):
+    path = tmp_path / "s.safetensors"
+    path.write_bytes(state_file_with_metadata(metadata))
+    with pytest.raises(CheckpointError, match=reason):
+        load_state(path, like={"w": np.zeros(2, np.float32)})
+
+
+def test_checkpoint_error_is_a_value_error():
+    assert issubclass(CheckpointError, ValueError)
+
+
+# --- refusing to write ------------------------------------------------------------------
+
+
+def test_save_weights_refuses_non_finite_and_keeps_previous(tmp_path, params):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, params)
+    before = path.read_bytes()
+    bad = jax.tree.map(lambda a: a, params)
+    bad["0"]["weight"] = bad["0"]["weight"].at[3, 1].set(jnp.nan)
+    bad["2"]["bias"] = bad["2"]["bias"].at[0].set(-jnp.inf)
+    with pytest.raises(ValueError, match=r"save_weights: .*non-finite.* in 0\.weight, 2\.bias;"):
+        save_weights(path, bad)
+    assert path.read_bytes() == before
+    assert listing(tmp_path) == ["w.safetensors"]
+
+
+def test_save_state_refuses_non_finite_params_only(tmp_path):
+    path = tmp_path / "s.safetensors"
+    state = KeyedState.create(
+        apply_fn=NET.apply, params=tiny_params(), tx=optax.sgd(0.1), key=jax.random.key(0)
+    )
+    save_state(path, state)
+    before = path.read_bytes()
+    bad = state.replace(
+        params={"0": {**tiny_params()["0"], "bias": jnp.array([0.0, jnp.nan], jnp.float32)}}
+    )
+    with pytest.raises(
+        ValueError, match=r"save_state: .*non-finite.* in \.params\['0'\]\['bias'\];"
+    ):
+        save_state(path, bad)
+    assert path.read_bytes() == before
+    assert listing(tmp_path) == ["s.safetensors"]
+    # Outside the params inf is legitimate (a best loss starting at inf) and round-trips.
+    with_inf = {"params": tiny_params(), "best_loss": np.inf}
+    save_state(path, with_inf)
+    assert_bit_identical(
+        load_state(path, like={"params": tiny_params(), "best_loss": 0.0}), with_inf
+    )
+    # A state without a params field is checked whole.
+    with pytest.raises(ValueError, match=r"non-finite.* in \['best_loss'\]"):
+        save_state(path, {"best_loss": np.inf})
+
+
+def test_unstorable_leaves_are_refused(tmp_path):
+    path = tmp_path / "s.safetensors"
+    with pytest.raises(TypeError, match=r"save_state: \"\['name'\]\" has dtype <U3"):
+        save_state(path, {"params": tiny_params(), "name": "abc"})
+    bf16 = {"0": {"weight": jnp.ones((2, 2), jnp.bfloat16)}}
+    with pytest.raises(TypeError, match=r"save_weights: '0\.weight' has dtype bfloat16.*cast it"):
+        save_weights(path, bf16)
+    assert listing(tmp_path) == []
+
+
+# --- atomic writes ----------------------------------------------------------------------
+
+
+def fail_os_call(monkeypatch, name):
+    """Make ``os.<name>`` raise; ``write`` first writes half its buffer (a disk filling up)."""
+    real_write = os.write
+    calls = []
+
+    def failing(*args):
+        calls.append(name)
+        if name == "write" and len(calls) == 1:
+            fd, data = args
+            return real_write(fd, data[: len(data) // 2])
+        raise OSError(28, f"injected failure in os.{name}")
+
+    monkeypatch.setattr(os, name, failing)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["write", "fsync", "replace"])
+@pytest.mark.parametrize("kind", ["weights", "state"])
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch, params, name, kind):
+    save = save_weights if kind == "weights" else save_state
+    path = tmp_path / "ckpt.safetensors"
+    save(path, params)
+    before = path.read_bytes()
+    newer = NET.init(jax.random.key(7))
+    calls = fail_os_call(monkeypatch, name)
+    with pytest.raises(OSError, match=f"injected failure in os.{name}"):
+        save(path, newer)
+    monkeypatch.undo()
+    assert calls, "the failure was not reached"
+    assert path.read_bytes() == before
+    assert listing(tmp_path) == ["ckpt.safetensors"]
+
+
+def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch, params):
+    fail_os_call(monkeypatch, "write")
+    with pytest.raises(OSError, match="injected failure"):
+        save_weights(tmp_path / "w.safetensors", params)
+    monkeypatch.undo()
+    assert listing(tmp_path) == []
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np
+    from jaxnet.checkpoint import save_weights
+
+    real_write = os.write
+
+    def stalled_write(fd, data):  # write half, report, then hang until killed
+        written = real_write(fd, data[: len(data) // 2])
+        print("half-written", flush=True)
+        time.sleep(60)
+        return written
+
+    os.write = stalled_write
+    save_weights(sys.argv[1], {"0": {"weight": np.full((512, 1024), 2.0, np.float32)}})
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+def test_sigkill_mid_write_keeps_previous_file(tmp_path):
+    path = tmp_path / "w.safetensors"
+    old = {"0": {"weight": np.ones((512, 1024), np.float32)}}
+    save_weights(path, old)
+    before = path.read_bytes()
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = child.stdout.readline()
+        assert line == "half-written\n", child.stderr.read()
+        (stray,) = [name for name in listing(tmp_path) if name != "w.safetensors"]
+        assert 0 < (tmp_path / stray).stat().st_size < len(before)  # really mid-write
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before
+    loaded = load_weights(path, like=old)
+    assert np.asarray(loaded["0"]["weight"]).tobytes() == old["0"]["weight"].tobytes()
+    # A killed process cannot clean up: its partial file stays hidden beside the target.
+    assert stray.startswith(".w.safetensors.") and stray.endswith(".tmp")
