@@ -1,0 +1,28 @@
+"""Smoke test of the benchmark in its tiny configuration (no timing is asserted)."""
+
+import json
+
+from experiments import benchmark
+
+
+def test_benchmark_fast_writes_its_tables(tmp_path):
+    report = benchmark.main(["--fast", "--rounds", "1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "benchmark.json").read_text())
+    markdown = (tmp_path / "benchmark.md").read_text()
+    expected = {"PyTorch eager", "jaxnet step", "jaxnet epoch", "raw JAX step", "raw JAX epoch",
+                "Flax NNX", "Equinox"}  # fmt: skip
+    for name, results in saved["workloads"].items():
+        assert name in markdown
+        if "MLP" in name:
+            assert set(results) == expected
+        for contender in results:
+            assert f"| {contender} |" in markdown
+            assert results[contender]["median_s"] > 0
+    assert saved["roofline_gflops"] > 0 and report["first_step_compile_s"] > 0
+
+
+def test_flop_count_of_the_seed_mlp():
+    # forward 2*B*(784*256 + 256*64 + 64*10), weight grads the same, input grads
+    # for the two upper layers only
+    forward = 2 * 64 * (784 * 256 + 256 * 64 + 64 * 10)
+    assert benchmark.mlp_flops(64) == 2 * forward + 2 * 64 * (256 * 64 + 64 * 10)
