@@ -2,9 +2,10 @@
 
 The main job of jaxnet. ``--recipe seed`` is seed 001's course recipe (one-hot targets,
 MSE, SGD lr 0.01 momentum 0.9, batch 512, 3 epochs); ``--recipe best`` is the best this
-architecture does here (cross-entropy, Adam 1e-3 with a per-step cosine schedule,
-batch 128, 15 epochs). ``--compare-torch`` trains the PyTorch twin from the same initial
-weights on the same batch order and prints both.
+architecture does here (cross-entropy with label smoothing 0.1, AdamW 1e-3 with weight
+decay 0.05 and a per-step cosine schedule, batch 128, 15 epochs). ``--compare-torch``
+trains the PyTorch twin from the same initial weights on the same batch order and
+prints both.
 
     python -m experiments.mnist_mlp --recipe seed --compare-torch
 """
@@ -29,17 +30,21 @@ from jaxnet.nn import functional as F
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     loss: str  # "mse" on one-hot targets, or "cross_entropy"
-    optimizer: str  # "sgd" or "adam"
+    optimizer: str  # "sgd" or "adamw"
     lr: float
     batch_size: int
     epochs: int
     momentum: float = 0.0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
     cosine: bool = False  # per-step cosine annealing over the whole run
 
 
 RECIPES = {
     "seed": Recipe("mse", "sgd", 0.01, 512, 3, momentum=0.9),
-    "best": Recipe("cross_entropy", "adam", 1e-3, 128, 15, cosine=True),
+    "best": Recipe(
+        "cross_entropy", "adamw", 1e-3, 128, 15, weight_decay=0.05, label_smoothing=0.1, cosine=True
+    ),
 }
 
 
@@ -65,7 +70,7 @@ def jaxnet_optimizer(recipe: Recipe, total_steps: int):
     )
     if recipe.optimizer == "sgd":
         return optim.SGD(lr, momentum=recipe.momentum)
-    return optim.Adam(lr)
+    return optim.AdamW(lr, weight_decay=recipe.weight_decay)
 
 
 def jaxnet_loss(model: nn.Sequential, recipe: Recipe):
@@ -74,7 +79,7 @@ def jaxnet_loss(model: nn.Sequential, recipe: Recipe):
         logits = model.apply(params, x)  # (B, 10)
         if recipe.loss == "mse":
             return F.mse_loss(logits, datasets.one_hot(y, 10))
-        return F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
 
     return loss_fn
 
@@ -137,7 +142,7 @@ def run_torch(recipe, params, orders, train_xy, test_xy, progress=True) -> dict[
     if recipe.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
     else:
-        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     total = sum(len(o) for o in orders)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if recipe.cosine else None
     losses, accuracy, train_seconds = [], [], 0.0
@@ -151,7 +156,9 @@ def run_torch(recipe, params, orders, train_xy, test_xy, progress=True) -> dict[
                 target = torch.nn.functional.one_hot(y[idx], 10).float()
                 loss = torch.nn.functional.mse_loss(logits, target)
             else:
-                loss = torch.nn.functional.cross_entropy(logits, y[idx])
+                loss = torch.nn.functional.cross_entropy(
+                    logits, y[idx], label_smoothing=recipe.label_smoothing
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()
