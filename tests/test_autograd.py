@@ -43,8 +43,9 @@ def test_dot_sum_detach_seed002():
     np.testing.assert_array_equal(tx.grad.numpy(), [0.0, 2.0, 4.0, 6.0])
 
 
-@pytest.mark.parametrize(("f", "x0", "grad"), [(lambda x: x**3, 5.0, 75.0),
-                                               (lambda x: 1 / x, 2.0, -0.25)])
+@pytest.mark.parametrize(
+    ("f", "x0", "grad"), [(lambda x: x**3, 5.0, 75.0), (lambda x: 1 / x, 2.0, -0.25)]
+)
 def test_accumulation_without_zero_grad_seed004(f, x0, grad):
     tx = torch.tensor(x0, requires_grad=True)
     f(tx).backward()

@@ -12,10 +12,13 @@ from jaxnet.nn.utils import clip_grad_norm, clip_grad_value
 
 def grads_pair(rng, scale):
     shapes = {"0": {"weight": (4, 3), "bias": (4,)}, "2": {"weight": (2, 4)}}
-    grads = jax.tree.map(lambda s: rng.standard_normal(s) * scale, shapes,
-                         is_leaf=lambda s: isinstance(s, tuple))
-    tensors = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64))
-               for g in jax.tree.leaves(grads)]
+    grads = jax.tree.map(
+        lambda s: rng.standard_normal(s) * scale, shapes, is_leaf=lambda s: isinstance(s, tuple)
+    )
+    tensors = [
+        torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64))
+        for g in jax.tree.leaves(grads)
+    ]
     for t, g in zip(tensors, jax.tree.leaves(grads), strict=True):
         t.grad = torch.tensor(g)
     return grads, tensors
