@@ -5,6 +5,7 @@ import pytest
 
 from experiments import mnist_mlp
 from jaxnet import datasets
+from jaxnet.datasets.mnist import IDX_NAMES
 
 
 def synthetic_mnist(n_train=1024, n_test=256, seed=0):
@@ -37,9 +38,7 @@ def test_main_job_learns_matches_torch_and_checkpoints(recipe, tmp_path):
 def test_cli_reads_idx_directory(tmp_path, capsys):
     """The --data-dir path: IDX files the user already has, written here at full size."""
     data = synthetic_mnist(60_000, 10_000)
-    names = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-             "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}  # fmt: skip
-    for field, name in names.items():
+    for field, name in IDX_NAMES.items():
         array = getattr(data, field)
         header = bytes([0, 0, 8, array.ndim]) + b"".join(
             int(d).to_bytes(4, "big") for d in array.shape)  # fmt: skip

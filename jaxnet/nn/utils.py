@@ -41,12 +41,12 @@ def clip_grad_norm(
     if not leaves:
         return grads, jnp.zeros((), jnp.float32)
     total_norm = _total_norm(leaves, norm_type)
-    if error_if_nonfinite and not isinstance(total_norm, jax.core.Tracer):
-        if not bool(jnp.isfinite(total_norm)):
-            raise ValueError(
-                f"clip_grad_norm: the total norm of order {norm_type} of the gradients is "
-                f"non-finite ({float(total_norm)}), so it cannot be clipped"
-            )
+    concrete = not isinstance(total_norm, jax.core.Tracer)
+    if error_if_nonfinite and concrete and not bool(jnp.isfinite(total_norm)):
+        raise ValueError(
+            f"clip_grad_norm: the total norm of order {norm_type} of the gradients is "
+            f"non-finite ({float(total_norm)}), so it cannot be clipped"
+        )
     coef = jnp.minimum(max_norm / (total_norm + 1e-6), 1.0)
     return jax.tree.map(lambda g: (g * coef).astype(g.dtype), grads), total_norm
 
