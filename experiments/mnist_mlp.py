@@ -8,6 +8,9 @@ trains the PyTorch twin from the same initial weights on the same batch order an
 prints both.
 
     python -m experiments.mnist_mlp --recipe seed --compare-torch
+
+``--devices N`` trains data parallel over N devices (``jaxnet.parallel``); on CPU
+they are N simulated devices, so the numbers equal the single-device run's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 import jaxnet
 from experiments import _common
-from jaxnet import checkpoint, datasets, nn, optim, train
+from jaxnet import checkpoint, datasets, nn, optim, parallel, train
 from jaxnet.nn import functional as F
 
 
@@ -102,7 +105,7 @@ def epoch_orders(key: jax.Array, n: int, recipe: Recipe) -> list[np.ndarray]:
     ]
 
 
-def run_jaxnet(recipe, params, key, train_xy, test_xy, progress=True) -> dict[str, Any]:
+def run_jaxnet(recipe, params, key, train_xy, test_xy, progress=True, mesh=None) -> dict[str, Any]:
     model = make_model()
     steps = recipe.epochs * (len(train_xy[0]) // recipe.batch_size)
     optimizer = jaxnet_optimizer(recipe, steps)
@@ -119,6 +122,7 @@ def run_jaxnet(recipe, params, key, train_xy, test_xy, progress=True) -> dict[st
         metric_fn=accuracy_fn(model),
         eval_data=test_xy,
         progress=progress,
+        mesh=mesh,
     )
     return {
         "params": state.params,
@@ -223,6 +227,7 @@ def run(
     epochs: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate, plot and checkpoint; returns the figures it prints."""
     recipe = RECIPES[recipe_name]
@@ -236,7 +241,7 @@ def run(
     params = model.init(init_key)
     initial = jaxnet.state_dict(params)
 
-    ours = run_jaxnet(recipe, params, data_key, train_xy, test_xy, progress)
+    ours = run_jaxnet(recipe, params, data_key, train_xy, test_xy, progress, mesh)
     report = {
         "recipe": recipe_name,
         "accuracy": ours["accuracy"][-1],
@@ -311,9 +316,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--subset", type=int, default=None, help="train on the first N examples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--devices", type=int, default=None,
+                   help="data parallel over N devices (on CPU: N simulated devices)")  # fmt: skip
     p.add_argument("--data-dir", type=Path, default=None,
                    help="read MNIST from IDX files (raw or .gz) in this directory")  # fmt: skip
     args = p.parse_args(argv)
+    if args.devices is not None:  # CPU only; must come before JAX's first operation
+        jax.config.update("jax_num_cpu_devices", args.devices)
     if args.data_dir is not None:
         data = datasets.load_mnist("idx", path=args.data_dir)
     else:
@@ -326,6 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         subset=args.subset,
         epochs=args.epochs,
         seed=args.seed,
+        mesh=None if args.devices is None else parallel.make_mesh(args.devices),
     )
 
 

@@ -32,6 +32,7 @@ import optax
 from flax import struct
 from tqdm.auto import tqdm
 
+from jaxnet import parallel
 from jaxnet.datasets import batch_order
 
 NAN_POLICIES = ("stop", "skip")
@@ -178,6 +179,7 @@ def fit(
     shuffle: bool = True,
     updates_per_epoch_bar: int = 10,
     progress: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Train for ``epochs`` over shuffled mini-batches; returns ``(state, history)``.
 
@@ -187,6 +189,11 @@ def fit(
     postfix) moves ``updates_per_epoch_bar`` times. After each epoch ``metric_fn`` is evaluated on
     ``eval_data``. ``history`` holds per-step losses, per-epoch mean loss and metrics,
     the compile time and the training time (without compilation).
+
+    With a ``mesh`` (:func:`jaxnet.parallel.make_mesh`) training is data parallel: the
+    state and the data sets are replicated on its devices and each index batch is split
+    over its ``'data'`` axis, so ``batch_size`` must be a multiple of that axis's size.
+    On several hosts every process passes the same arguments and the whole data set.
     """
     _check_policy(nan_policy)
     if epochs < 1 or batch_size < 1:
@@ -197,11 +204,20 @@ def fit(
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
     chunk = max(1, -(-steps // max(1, updates_per_epoch_bar)))
     loop = make_train_loop(loss_fn, optimizer, has_aux, nan_policy)
+    if mesh is not None:
+        parallel.check_batch_size("fit", batch_size, mesh)
+        state, train_data, eval_data = parallel.replicate((state, train_data, eval_data), mesh)
+
+    def place(index_batches: np.ndarray) -> jax.Array:  # (steps, B); B split over 'data'
+        index_batches = np.asarray(index_batches, np.int32)
+        if mesh is None:
+            return jnp.asarray(index_batches)
+        return parallel.shard_batch(index_batches, mesh, axis=1)
 
     # Compile ahead of time (one or two chunk lengths), so compile time is reported apart.
     start = time.perf_counter()
     compiled = {
-        length: loop.lower(state, train_data, jnp.zeros((length, batch_size), jnp.int32)).compile()
+        length: loop.lower(state, train_data, place(np.zeros((length, batch_size)))).compile()
         for length in {chunk, steps % chunk or chunk}
     }
     history: dict[str, Any] = {
@@ -222,7 +238,7 @@ def fit(
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress)
         tic = time.perf_counter()
         for begin in range(0, steps, chunk):
-            indices = jnp.asarray(order[begin : begin + chunk], jnp.int32)
+            indices = place(order[begin : begin + chunk])
             state, metrics = compiled[len(indices)](state, train_data, indices)
             chunk_losses = np.asarray(metrics["loss"])
             losses.append(chunk_losses)
