@@ -115,18 +115,15 @@ def make_train_step(
     return jax.jit(lambda state, batch: update(state, batch, jnp.bool_(True)), donate_argnums=0)
 
 
-def make_train_loop(
+def train_loop(
     loss_fn: Callable,
     optimizer: optax.GradientTransformation,
     has_aux: bool = False,
     nan_policy: str = "stop",
 ) -> Callable:
-    """A jitted ``loop(state, data, index_batches) -> (state, metrics)``: many steps, one call.
+    """The un-jitted ``loop(state, data, index_batches) -> (state, metrics)``.
 
-    ``data`` is a pytree of device arrays with a leading example axis; ``index_batches``
-    is an int array ``(steps, batch_size)``. Step ``i`` trains on ``data[index_batches[i]]``
-    (gathered on the device inside the loop). ``metrics`` entries are stacked over
-    steps. This is the compiled epoch; ``state`` is donated.
+    :func:`make_train_loop` compiles it; :mod:`jaxnet.ensemble` vmaps it first.
     """
     _check_policy(nan_policy)
     update = _update_fn(loss_fn, optimizer, has_aux)
@@ -143,7 +140,23 @@ def make_train_loop(
         (state, _), metrics = jax.lax.scan(body, (state, jnp.bool_(True)), index_batches)
         return state, metrics
 
-    return jax.jit(loop, donate_argnums=0)
+    return loop
+
+
+def make_train_loop(
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    has_aux: bool = False,
+    nan_policy: str = "stop",
+) -> Callable:
+    """A jitted ``loop(state, data, index_batches) -> (state, metrics)``: many steps, one call.
+
+    ``data`` is a pytree of device arrays with a leading example axis; ``index_batches``
+    is an int array ``(steps, batch_size)``. Step ``i`` trains on ``data[index_batches[i]]``
+    (gathered on the device inside the loop). ``metrics`` entries are stacked over
+    steps. This is the compiled epoch; ``state`` is donated.
+    """
+    return jax.jit(train_loop(loss_fn, optimizer, has_aux, nan_policy), donate_argnums=0)
 
 
 def evaluate(

@@ -1,0 +1,37 @@
+"""A vmapped ensemble / learning-rate sweep equals its members trained one by one."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnet import ensemble, nn, optim, train
+
+NET = nn.MLP(6, [16], 3, dtype=jnp.float64)
+
+
+def loss_fn(params, batch):
+    return jnp.mean((NET.apply(params, batch[0]) - batch[1]) ** 2)
+
+
+def make_opt(lr):
+    return optim.SGD(lambda step: lr, momentum=0.9)
+
+
+def test_members_equal_separate_runs(rng):
+    data = (jnp.asarray(rng.standard_normal((64, 6))), jnp.asarray(rng.standard_normal((64, 3))))
+    index_batches = jnp.asarray(rng.permutation(64).reshape(8, 8))
+    keys = jax.random.split(jax.random.key(0), 3)
+    lrs = jnp.array([0.01, 0.05, 0.1])
+    states = ensemble.create(NET, keys, make_opt, lrs)
+    states, metrics = ensemble.make_ensemble_loop(loss_fn, make_opt)(states, data, index_batches,
+                                                                      lrs)  # fmt: skip
+    assert metrics["loss"].shape == (3, 8)
+    for i in range(3):
+        opt = optim.SGD(float(lrs[i]), momentum=0.9)
+        alone = train.TrainState.create(NET.init(keys[i]), opt, keys[i])
+        alone, m = train.make_train_loop(loss_fn, opt)(alone, data, index_batches)
+        np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-12)
+        member = jax.tree.map(lambda a, i=i: a[i], states.params)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14),
+                     member, alone.params)  # fmt: skip
+    assert not np.allclose(metrics["loss"][0], metrics["loss"][2])
