@@ -16,6 +16,7 @@ they are N simulated devices, so the numbers equal the single-device run's.
 from __future__ import annotations
 
 import dataclasses
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,8 @@ def run(
     plot(out / f"mnist_mlp_{recipe_name}.png", recipe_name, ours, theirs)
     report["plot"] = str(out / f"mnist_mlp_{recipe_name}.png")
     print(f"plot {report['plot']}")
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory {report['peak_rss_mb']:.0f} MB")
     return report
 
 
