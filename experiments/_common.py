@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with ``--out`` (where plots go) and ``--no-torch``."""
@@ -31,3 +33,8 @@ def output_dir(out: Path | None, name: str) -> Path:
 def plot_backend() -> None:
     """Select matplotlib's file-only backend (experiments write PNGs, never open windows)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def max_abs_diff(a, b) -> float:
+    """The largest absolute difference of two arrays (torch or jax values), in float64."""
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))

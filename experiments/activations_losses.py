@@ -77,10 +77,6 @@ def hand_perceptron_grads(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"single": (o - t[0]) * o * (1 - o) * x, "multi": np.outer(delta, x)}  # (out, in)
 
 
-def _max_diff(a, b) -> float:
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-
-
 # ------------------------------------------------------------------ jaxnet
 
 
@@ -113,7 +109,7 @@ def run_jaxnet(data: dict[str, np.ndarray]) -> dict[str, Any]:
     res: dict[str, Any] = {"values": {}, "grads": {}, "formula_diff": {}}
     for name, (_, formula) in ACTIVATIONS.items():
         value, grad = res["values"][name], res["grads"][name] = out[name]
-        res["formula_diff"][name] = _max_diff(grad, formula(value, data["x"]))
+        res["formula_diff"][name] = _common.max_abs_diff(grad, formula(value, data["x"]))
     res["losses"], res["loss_grads"], res["loss_hand_diff"] = {}, {}, {}
     for reduction in ("mean", "sum"):
         hand = hand_loss_grads(data, reduction)
@@ -121,10 +117,12 @@ def run_jaxnet(data: dict[str, np.ndarray]) -> dict[str, Any]:
             key = f"{name}_{reduction}"
             loss, grad = out[key]
             res["losses"][key], res["loss_grads"][key] = float(loss), grad
-            res["loss_hand_diff"][key] = _max_diff(grad, hand[name])
+            res["loss_hand_diff"][key] = _common.max_abs_diff(grad, hand[name])
     res["perceptron_grads"] = {key: out[key] for key in ("single", "multi")}
     hand = hand_perceptron_grads(data)
-    res["perceptron_hand_diff"] = {k: _max_diff(out[k], hand[k]) for k in ("single", "multi")}
+    res["perceptron_hand_diff"] = {
+        k: _common.max_abs_diff(out[k], hand[k]) for k in ("single", "multi")
+    }
     return res
 
 
@@ -153,7 +151,7 @@ def run_torch(data: dict[str, np.ndarray]) -> dict[str, Any]:
             res["step_error"] = str(err).splitlines()[0]
             continue
         res["grads"][name] = x.grad.numpy()
-        res["formula_diff"][name] = _max_diff(
+        res["formula_diff"][name] = _common.max_abs_diff(
             x.grad, ACTIVATIONS[name][1](res["values"][name], data["x"])
         )
 
@@ -170,7 +168,7 @@ def run_torch(data: dict[str, np.ndarray]) -> dict[str, Any]:
             loss.backward()
             key = f"{name}_{reduction}"
             res["losses"][key], res["loss_grads"][key] = loss.item(), pred.grad.numpy()
-            res["loss_hand_diff"][key] = _max_diff(pred.grad, hand[name])
+            res["loss_hand_diff"][key] = _common.max_abs_diff(pred.grad, hand[name])
 
     # the course's perceptron: x [1, 10], w [1, 10] or [2, 10], o = σ(x @ w.t())
     x = torch.tensor(data["p_x"])[None]  # (1, in)
@@ -184,7 +182,7 @@ def run_torch(data: dict[str, np.ndarray]) -> dict[str, Any]:
         grads[name] = w.grad.numpy().reshape(np.shape(data["p_w" if name == "single" else "p_W"]))
     hand = hand_perceptron_grads(data)
     res["perceptron_grads"] = grads
-    res["perceptron_hand_diff"] = {k: _max_diff(v, hand[k]) for k, v in grads.items()}
+    res["perceptron_hand_diff"] = {k: _common.max_abs_diff(v, hand[k]) for k, v in grads.items()}
     return res
 
 
@@ -229,11 +227,11 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
         report[f"{name}_formula_diff"] = ours["formula_diff"][name]
         if name in theirs.get("grads", {}):
             report[f"torch_{name}_formula_diff"] = theirs["formula_diff"][name]
-            report[f"torch_vs_jaxnet_{name}_grad_diff"] = _max_diff(
+            report[f"torch_vs_jaxnet_{name}_grad_diff"] = _common.max_abs_diff(
                 ours["grads"][name], theirs["grads"][name]
             )
         if theirs:
-            report[f"torch_vs_jaxnet_{name}_value_diff"] = _max_diff(
+            report[f"torch_vs_jaxnet_{name}_value_diff"] = _common.max_abs_diff(
                 ours["values"][name], theirs["values"][name]
             )
         grad_gap, value_gap = (
@@ -257,7 +255,7 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
         if theirs:
             report[f"torch_{key}_loss"] = theirs["losses"][key]
             report[f"torch_{key}_hand_diff"] = theirs["loss_hand_diff"][key]
-            report[f"torch_vs_jaxnet_{key}_grad_diff"] = _max_diff(
+            report[f"torch_vs_jaxnet_{key}_grad_diff"] = _common.max_abs_diff(
                 ours["loss_grads"][key], theirs["loss_grads"][key]
             )
         hand_gap = ours["loss_hand_diff"][key]
@@ -270,7 +268,7 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
         line = f"  {label:22s} jaxnet {ours['perceptron_hand_diff'][key]:.2e}"
         if theirs:
             report[f"torch_perceptron_{key}_hand_diff"] = theirs["perceptron_hand_diff"][key]
-            report[f"torch_vs_jaxnet_perceptron_{key}_grad_diff"] = _max_diff(
+            report[f"torch_vs_jaxnet_perceptron_{key}_grad_diff"] = _common.max_abs_diff(
                 ours["perceptron_grads"][key], theirs["perceptron_grads"][key]
             )
             line += (f"  PyTorch {theirs['perceptron_hand_diff'][key]:.2e}  jaxnet vs PyTorch "

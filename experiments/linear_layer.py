@@ -55,10 +55,6 @@ def inputs() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _max_diff(a, b) -> float:
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-
-
 # ------------------------------------------------------------------ jaxnet
 
 
@@ -93,7 +89,7 @@ def run_jaxnet(key: jax.Array, steps: int) -> dict[str, Any]:
     res: dict[str, Any] = {
         "demo_weight": first["demo_weight"],
         "demo_output": first["demo_output"],
-        "demo_numpy_diff": _max_diff(
+        "demo_numpy_diff": _common.max_abs_diff(
             first["demo_output"], np.dot(first["demo_weight"], np.ones(2, np.float32))
         ),
         "initial_params": jaxnet.state_dict(first["params"]),
@@ -142,7 +138,9 @@ def run_torch(ours: dict[str, Any], steps: int) -> dict[str, Any]:
     data = torch.tensor([1.0, 1.0])
     res: dict[str, Any] = {"demo_weight": demo.weight.detach().numpy().copy()}
     res["demo_output"] = demo(data).detach().numpy()
-    res["demo_numpy_diff"] = _max_diff(res["demo_output"], np.dot(res["demo_weight"], data.numpy()))
+    res["demo_numpy_diff"] = _common.max_abs_diff(
+        res["demo_output"], np.dot(res["demo_weight"], data.numpy())
+    )
     with torch.no_grad():  # the same weight as jaxnet's demo: the same output
         demo.weight.copy_(torch.tensor(ours["demo_weight"]))
         res["demo_output_same_weight"] = demo(data).numpy()
@@ -219,15 +217,15 @@ def run(
             torch_numpy_diff=theirs["demo_numpy_diff"],
             torch_loss=theirs["loss"],
             torch_losses=theirs["losses"],
-            torch_vs_jaxnet_demo_diff=_max_diff(
+            torch_vs_jaxnet_demo_diff=_common.max_abs_diff(
                 ours["demo_output"], theirs["demo_output_same_weight"]
             ),
-            torch_vs_jaxnet_output_diff=_max_diff(ours["output"], theirs["output"]),
+            torch_vs_jaxnet_output_diff=_common.max_abs_diff(ours["output"], theirs["output"]),
             torch_vs_jaxnet_grad_diff=max(
-                _max_diff(ours["grads"][k], theirs["grads"][k]) for k in theirs["grads"]
+                _common.max_abs_diff(ours["grads"][k], theirs["grads"][k]) for k in theirs["grads"]
             ),
             torch_vs_jaxnet_param_diff=max(
-                _max_diff(ours["final_params"][k], theirs["final_params"][k])
+                _common.max_abs_diff(ours["final_params"][k], theirs["final_params"][k])
                 for k in theirs["final_params"]
             ),
         )
