@@ -251,8 +251,8 @@ def _restore(template: Any, value: np.ndarray, impl: str | None) -> Any:
 def _parse_key_impls(where: str, text: str, tensors: Mapping[str, np.ndarray]) -> dict[str, str]:
     """The ``prng_keys`` metadata: a JSON object from stored names to PRNG impl names."""
     try:
-        impls = json.loads(text)
-    except ValueError:
+        impls = json.loads(text, object_pairs_hook=_unique_names)
+    except ValueError:  # not JSON, or a name repeated
         impls = None
     if not isinstance(impls, dict) or not all(
         isinstance(name, str) and name in tensors and isinstance(impl, str)

@@ -12,7 +12,7 @@ and many steps run as one compiled ``lax.scan`` that gathers each batch from the
 device-resident data set by index — no per-step dispatch and no per-epoch copy of the
 data.
 
-A non-finite loss never reaches the parameters: the update of that step is dropped.
+A non-finite loss or gradient never reaches the parameters: that step's update is dropped.
 With ``nan_policy="stop"`` (default) every later step of the call is dropped as well and
 :func:`fit` raises :class:`NonFiniteLossError` naming the step; with ``"skip"`` training
 goes on with the next batch.
@@ -69,7 +69,7 @@ def _copy_key(key: jax.Array) -> jax.Array:
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training met a NaN or inf loss; ``state`` holds the last finite parameters."""
+    """Training met a NaN or inf loss or gradient; ``state`` holds the last finite parameters."""
 
     def __init__(self, message: str, state: TrainState):
         super().__init__(message)
@@ -88,18 +88,24 @@ def _update_fn(loss_fn: Callable, optimizer: optax.GradientTransformation, has_a
     def update(state: TrainState, batch: Any, allowed: jax.Array):
         out, grads = grad_fn(state.params, batch)
         loss, aux = out if has_aux else (out, {})
+        finite = jnp.isfinite(loss) & _all_finite(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        take = allowed & jnp.isfinite(loss)
+        take = allowed & finite
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(take, n, o), new, old)  # noqa: E731
         state = state.replace(
             params=keep(params, state.params),
             opt_state=keep(opt_state, state.opt_state),
             step=state.step + take.astype(state.step.dtype),
         )
-        return state, {"loss": loss, **aux}
+        return state, {"loss": loss, "finite": finite, **aux}
 
     return update
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
 def make_train_step(
@@ -108,8 +114,9 @@ def make_train_step(
     """A jitted ``step(state, batch) -> (state, metrics)``; ``state`` is donated.
 
     ``loss_fn(params, batch)`` returns the scalar loss (or ``(loss, metrics_dict)`` with
-    ``has_aux=True``). ``metrics`` holds ``"loss"`` and the aux entries. A non-finite loss
-    leaves params and optimiser state unchanged.
+    ``has_aux=True``). ``metrics`` holds ``"loss"``, ``"finite"`` (loss and gradients
+    finite) and the aux entries. A non-finite step leaves params and optimiser state
+    unchanged.
     """
     update = _update_fn(loss_fn, optimizer, has_aux)
     return jax.jit(lambda state, batch: update(state, batch, jnp.bool_(True)), donate_argnums=0)
@@ -255,11 +262,16 @@ def fit(
             state, metrics = compiled[len(indices)](state, train_data, indices)
             chunk_losses = np.asarray(metrics["loss"])
             losses.append(chunk_losses)
-            bad = np.flatnonzero(~np.isfinite(chunk_losses))
+            bad = np.flatnonzero(~np.asarray(metrics["finite"]))
             if bad.size:
                 where = epoch * steps + begin + int(bad[0])
+                what = (
+                    f"loss is {chunk_losses[bad[0]]}"
+                    if not np.isfinite(chunk_losses[bad[0]])
+                    else "the gradients are not finite"
+                )
                 message = (
-                    f"fit: loss is {chunk_losses[bad[0]]} at step {where} "
+                    f"fit: {what} at step {where} "
                     f"(batch {begin + int(bad[0])} of epoch {epoch + 1})"
                 )
                 if nan_policy == "stop":

@@ -93,6 +93,9 @@ def read_arrays(
         raise MNISTFormatError(
             f"{path}: cache holds {sorted(stored)}, expected {sorted(expected_keys)}"
         )
+    not_arrays = sorted(k for k, v in stored.items() if not isinstance(v, np.ndarray))
+    if not_arrays:
+        raise MNISTFormatError(f"{path}: members {not_arrays} are not .npy arrays")
     arrays = {name: stored[name] for name in names}
     recorded = str(stored[_DIGEST_KEY])
     actual = arrays_sha256(arrays)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -36,11 +37,21 @@ def read_csv(file: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, np.ndarray
     return _read_stream(file, getattr(file, "name", "<stream>"))
 
 
+def _whole_lines(lines: Iterator[bytes], name: str) -> Iterator[bytes]:
+    """The lines, refusing a last line without its newline: a file cut inside a number
+    would otherwise read as a valid row with a wrong value."""
+    for line in lines:
+        if not line.endswith(b"\n"):
+            raise MNISTFormatError(f"{name}: the last line has no newline (truncated file?)")
+        yield line
+
+
 def _read_stream(stream: BinaryIO, name: str) -> tuple[np.ndarray, np.ndarray]:
     first = stream.readline().removeprefix(b"\xef\xbb\xbf")  # drop a UTF-8 byte order mark
     if not first.strip():
         raise MNISTFormatError(f"{name}: empty file or blank first line, expected MNIST CSV rows")
     lines = itertools.chain([first], stream) if first[:1].isdigit() else stream  # else a header
+    lines = _whole_lines(lines, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy warns (does not raise) on a file without rows

@@ -175,7 +175,7 @@ def cross_entropy(
         uniform = -jnp.sum(log_p if weight_c is None else log_p * weight_c, axis=class_dim)
         uniform = jnp.where(kept, uniform, 0)
         loss = (1 - label_smoothing) * loss + (label_smoothing / n_classes) * uniform
-    return _reduce(loss, reduction, total_weight=jnp.sum(target_weight))
+    return _reduce(loss, reduction, jnp.sum(target_weight), jnp.any(kept))
 
 
 def nll_loss(
@@ -198,8 +198,8 @@ def nll_loss(
     class_dim = _class_dim(name, input)
     weight = _class_weight(name, weight, input, class_dim)
     _check_index_target(name, input, target, class_dim, ignore_index)
-    loss, target_weight, _ = _nll_terms(input, target, weight, ignore_index, class_dim)
-    return _reduce(loss, reduction, total_weight=jnp.sum(target_weight))
+    loss, target_weight, kept = _nll_terms(input, target, weight, ignore_index, class_dim)
+    return _reduce(loss, reduction, jnp.sum(target_weight), jnp.any(kept))
 
 
 def binary_cross_entropy(
@@ -284,13 +284,25 @@ def _check_dim(name: str, input: jax.Array, dim: int) -> None:
         )
 
 
-def _reduce(loss: jax.Array, reduction: str, total_weight: jax.Array | None = None) -> jax.Array:
-    """Torch's reductions; ``'mean'`` divides by ``total_weight`` when given, else the count."""
+def _reduce(
+    loss: jax.Array,
+    reduction: str,
+    total_weight: jax.Array | None = None,
+    any_kept: jax.Array | None = None,
+) -> jax.Array:
+    """Torch's reductions; ``'mean'`` divides by ``total_weight`` when given, else the count.
+
+    With every target ignored (``any_kept`` false) the weighted mean is torch's ``0/0 = nan``
+    and, as in torch, the gradient is 0 (a plain division would make it nan too).
+    """
     if reduction == "none":
         return loss
     if reduction == "sum":
         return jnp.sum(loss)
-    return jnp.mean(loss) if total_weight is None else jnp.sum(loss) / total_weight
+    if total_weight is None:
+        return jnp.mean(loss)
+    denominator = jnp.where(any_kept, total_weight, 1)
+    return jnp.where(any_kept, jnp.sum(loss) / denominator, jnp.nan)
 
 
 def _same_shape(name: str, input, target) -> tuple[jax.Array, jax.Array]:

@@ -159,6 +159,11 @@ class Sequential(Module):
 
     def __init__(self, *layers: Any):
         for i, layer in enumerate(layers):
+            if isinstance(layer, type):
+                raise TypeError(
+                    f"Sequential: child {i} is the class {layer.__name__}, not a layer: "
+                    f"did you mean {layer.__name__}()?"
+                )
             if not (
                 callable(getattr(layer, "init", None)) and callable(getattr(layer, "apply", None))
             ):
