@@ -12,10 +12,14 @@ and many steps run as one compiled ``lax.scan`` that gathers each batch from the
 device-resident data set by index — no per-step dispatch and no per-epoch copy of the
 data.
 
-A non-finite loss or gradient never reaches the parameters: that step's update is dropped.
-With ``nan_policy="stop"`` (default) every later step of the call is dropped as well and
-:func:`fit` raises :class:`NonFiniteLossError` naming the step; with ``"skip"`` training
-goes on with the next batch.
+Every step reports whether its loss and gradients were finite. With
+``nan_policy="skip"`` a non-finite step's update is dropped inside the compiled loop and
+training goes on. With ``nan_policy="stop"`` (default) the steps carry no such guard —
+it would cost a select over every parameter on every step — and :func:`fit` instead
+keeps a copy of the state before each compiled call: when a call reports a non-finite
+step, fit replays the call from that copy up to the step before it (the computation is
+deterministic) and raises :class:`NonFiniteLossError` naming the step, holding the last
+finite state. Either way no non-finite parameter leaves :func:`fit`.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ NAN_POLICIES = ("stop", "skip")
 class TrainState:
     """Everything training changes, as one pytree: params, optimiser state, step, key.
 
-    ``step`` counts the updates applied (a dropped non-finite step does not count).
+    ``step`` counts the updates applied (a step dropped by ``nan_policy="skip"`` does
+    not count).
 
     ``key`` drives the data order (epoch ``e`` shuffles with ``fold_in(key, e)``), so a
     restored state resumes with the same batches.
@@ -56,16 +61,21 @@ class TrainState:
     @classmethod
     def create(cls, params: Any, optimizer: optax.GradientTransformation, key: jax.Array):
         """A step-0 state owning copies of ``params`` and ``key`` (steps donate their state)."""
-        params = jax.tree.map(jnp.copy, params)
-        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), _copy_key(key))
+        params = _copy(params)
+        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), _copy(key))
 
 
-def _copy_key(key: jax.Array) -> jax.Array:
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(
-            jnp.copy(jax.random.key_data(key)), impl=jax.random.key_impl(key)
-        )
-    return jnp.copy(key)
+def _copy(tree: Any) -> Any:
+    """Fresh device buffers for every leaf (typed PRNG keys included)."""
+
+    def leaf(x: jax.Array) -> jax.Array:
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(
+                jnp.copy(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+            )
+        return jnp.copy(x)
+
+    return jax.tree.map(leaf, tree)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -81,23 +91,26 @@ def _check_policy(nan_policy: str) -> None:
         raise ValueError(f"{nan_policy=} is not one of {NAN_POLICIES}")
 
 
-def _update_fn(loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool):
-    """``(state, batch, allowed) -> (state, metrics)``; the update applies if ``allowed``."""
+def _update_fn(
+    loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool, nan_policy: str
+):
+    """``(state, batch) -> (state, metrics)``; with ``"skip"`` a non-finite step is dropped."""
+    _check_policy(nan_policy)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
-    def update(state: TrainState, batch: Any, allowed: jax.Array):
+    def update(state: TrainState, batch: Any):
         out, grads = grad_fn(state.params, batch)
         loss, aux = out if has_aux else (out, {})
         finite = jnp.isfinite(loss) & _all_finite(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        take = allowed & finite
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(take, n, o), new, old)  # noqa: E731
-        state = state.replace(
-            params=keep(params, state.params),
-            opt_state=keep(opt_state, state.opt_state),
-            step=state.step + take.astype(state.step.dtype),
-        )
+        if nan_policy == "skip":
+            keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+            params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+            step = state.step + finite.astype(state.step.dtype)
+        else:
+            step = state.step + 1
+        state = state.replace(params=params, opt_state=opt_state, step=step)
         return state, {"loss": loss, "finite": finite, **aux}
 
     return update
@@ -109,17 +122,20 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def make_train_step(
-    loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool = False
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    has_aux: bool = False,
+    nan_policy: str = "stop",
 ) -> Callable:
     """A jitted ``step(state, batch) -> (state, metrics)``; ``state`` is donated.
 
     ``loss_fn(params, batch)`` returns the scalar loss (or ``(loss, metrics_dict)`` with
     ``has_aux=True``). ``metrics`` holds ``"loss"``, ``"finite"`` (loss and gradients
-    finite) and the aux entries. A non-finite step leaves params and optimiser state
-    unchanged.
+    finite) and the aux entries. With ``nan_policy="skip"`` a non-finite step leaves
+    params and optimiser state unchanged; with ``"stop"`` the step is unguarded and the
+    caller stops on ``metrics["finite"]`` being false (:func:`fit` does this for you).
     """
-    update = _update_fn(loss_fn, optimizer, has_aux)
-    return jax.jit(lambda state, batch: update(state, batch, jnp.bool_(True)), donate_argnums=0)
+    return jax.jit(_update_fn(loss_fn, optimizer, has_aux, nan_policy), donate_argnums=0)
 
 
 def train_loop(
@@ -132,20 +148,14 @@ def train_loop(
 
     :func:`make_train_loop` compiles it; :mod:`jaxnet.ensemble` vmaps it first.
     """
-    _check_policy(nan_policy)
-    update = _update_fn(loss_fn, optimizer, has_aux)
+    update = _update_fn(loss_fn, optimizer, has_aux, nan_policy)
 
     def loop(state: TrainState, data: Any, index_batches: jax.Array):
-        def body(carry, indices):
-            state, healthy = carry
+        def body(state, indices):
             batch = jax.tree.map(lambda a: a[indices], data)  # (B, ...)
-            state, metrics = update(state, batch, healthy)
-            if nan_policy == "stop":
-                healthy = healthy & jnp.isfinite(metrics["loss"])
-            return (state, healthy), metrics
+            return update(state, batch)
 
-        (state, _), metrics = jax.lax.scan(body, (state, jnp.bool_(True)), index_batches)
-        return state, metrics
+        return jax.lax.scan(body, state, index_batches)
 
     return loop
 
@@ -259,6 +269,7 @@ def fit(
         tic = time.perf_counter()
         for begin in range(0, steps, chunk):
             indices = place(order[begin : begin + chunk])
+            before = _copy(state) if nan_policy == "stop" else None
             state, metrics = compiled[len(indices)](state, train_data, indices)
             chunk_losses = np.asarray(metrics["loss"])
             losses.append(chunk_losses)
@@ -276,9 +287,11 @@ def fit(
                 )
                 if nan_policy == "stop":
                     bar.close()
+                    if bad[0] > 0:  # replay the finite steps of this call
+                        before, _ = loop(before, train_data, indices[: bad[0]])
                     raise NonFiniteLossError(
                         message + "; training stopped, the state holds the last finite parameters",
-                        state,
+                        before,
                     )
                 tqdm.write(message + "; update skipped", file=sys.stderr)
             bar.update(len(indices))

@@ -208,14 +208,18 @@ def test_nan_gradient_behind_a_finite_loss_never_reaches_the_params(rng, nan_pol
 
 
 def test_step_function_drops_a_non_finite_step_whole(rng):
-    """``make_train_step`` has no policy: a non-finite step changes nothing, the next runs."""
+    """``make_train_step(nan_policy="skip")``: a non-finite step changes nothing, the next runs.
+
+    The default ``"stop"`` step is unguarded and reports the step through ``finite``."""
     x, y = data64(rng)
     opt = optim.Adam(1e-2)
-    step = train.make_train_step(mse64, opt)
-    state, _ = step(fresh(opt), (x[:8], y[:8]))
-    before = leaf_bytes(state)
     bad_y = y[8:16].copy()
     bad_y[0] = np.nan
+    _, metrics = train.make_train_step(mse64, opt)(fresh(opt), (x[8:16], bad_y))
+    assert not bool(metrics["finite"])
+    step = train.make_train_step(mse64, opt, nan_policy="skip")
+    state, _ = step(fresh(opt), (x[:8], y[:8]))
+    before = leaf_bytes(state)
     state, metrics = step(state, (x[8:16], bad_y))
     assert np.isnan(metrics["loss"])
     assert leaf_bytes(state) == before  # params, Adam's moments and count, step, key
