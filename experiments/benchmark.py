@@ -166,16 +166,15 @@ def raw_jax_contenders(x, y, batch: int) -> dict[str, Callable[[int], None]]:
     steps = len(x) // batch
 
     @jax.jit
-    def epoch(carry, xd, yd):
-        def body(carry, i):
-            xb = jax.lax.dynamic_slice_in_dim(xd, i * batch, batch)
-            yb = jax.lax.dynamic_slice_in_dim(yd, i * batch, batch)
-            return update(carry, xb, yb), None
+    def epoch(carry, xd, yd, index_batches):  # shuffled batches, gathered on the device
+        def body(carry, indices):
+            return update(carry, xd[indices], yd[indices]), None
 
-        return jax.lax.scan(body, carry, jnp.arange(steps))[0]
+        return jax.lax.scan(body, carry, index_batches)[0]
 
     batches = [(xd[i * batch : (i + 1) * batch], yd[i * batch : (i + 1) * batch])
                for i in range(steps)]  # fmt: skip
+    index_batches = jnp.arange(steps * batch, dtype=jnp.int32).reshape(steps, batch)
     zeros = jax.tree.map(jnp.zeros_like, params)
     holder = {"step": (params, zeros), "loop": jax.tree.map(jnp.copy, (params, zeros))}
 
@@ -188,7 +187,7 @@ def raw_jax_contenders(x, y, batch: int) -> dict[str, Callable[[int], None]]:
     def run_loop(k: int) -> None:
         carry = holder["loop"]
         for _ in range(k // steps):
-            carry = epoch(carry, xd, yd)
+            carry = epoch(carry, xd, yd, index_batches)
         holder["loop"] = jax.block_until_ready(carry)
 
     return {"raw JAX step": run_step, "raw JAX epoch": run_loop}
