@@ -186,3 +186,34 @@ def test_bad_arguments_raise(data):
         train.make_train_loop(mse_loss, opt, nan_policy="ignore")
     with pytest.raises(ValueError, match="batch_size=100 is larger than the data set"):
         train.fit(state, mse_loss, opt, data, epochs=1, batch_size=100, progress=False)
+
+
+@pytest.mark.parametrize("unroll", [1, 7])
+def test_full_batch_loop_equals_torch_gradient_descent(unroll, rng):
+    """Seed 001's regression: full-batch GD on w, b, the same trajectory as torch's."""
+    x = rng.uniform(-1, 1, (100, 1))
+    y = 2.0 * x + 1.0 + 0.1 * rng.standard_normal((100, 1))
+    layer = nn.Linear(1, 1, dtype=jnp.float64)
+    zeros = {"weight": jnp.zeros((1, 1)), "bias": jnp.zeros(1)}
+    opt = optim.SGD(0.1)
+    loop = train.make_full_batch_loop(
+        lambda p, b: jnp.mean((layer.apply(p, b[0]) - b[1]) ** 2), opt, 50, unroll=unroll
+    )
+    state, metrics = loop(train.TrainState.create(zeros, opt, jax.random.key(0)), (x, y))
+
+    w, b = (torch.zeros(1, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    tx, ty, losses = torch.tensor(x), torch.tensor(y), []
+    for _ in range(50):
+        loss = ((w * tx + b - ty) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            w -= 0.1 * w.grad
+            b -= 0.1 * b.grad
+        w.grad.zero_()
+        b.grad.zero_()
+        losses.append(loss.item())
+    np.testing.assert_allclose(metrics["loss"], losses, rtol=1e-12)
+    np.testing.assert_allclose(state.params["weight"][0, 0], w.item(), rtol=1e-12)
+    np.testing.assert_allclose(state.params["bias"][0], b.item(), rtol=1e-12)
+    with pytest.raises(ValueError, match="steps=0 must be a positive int"):
+        train.make_full_batch_loop(lambda p, b: 0.0, opt, 0)

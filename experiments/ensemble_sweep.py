@@ -1,0 +1,111 @@
+"""A learning-rate sweep of N seed MLPs in one vmapped compiled call, against N PyTorch runs.
+
+Trains N copies of the seed's 784-256-64-10 MLP (MSE on one-hot targets, SGD momentum
+0.9, batch 512), each with its own initial key and learning rate, on the same batches
+of MNIST-shaped data: jaxnet runs all of them as one ``jax.vmap`` of its compiled train
+loop (``jaxnet.ensemble``); PyTorch trains them one after another. Prints both wall
+times, the speed-up, and how far each member is from the same member trained alone
+with ``jaxnet.train``.
+
+    python -m experiments.ensemble_sweep            # N = 16, one epoch of 60 000 examples
+    python -m experiments.ensemble_sweep --fast     # N = 4, a few steps (CI)
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import _common, benchmark
+from jaxnet import ensemble, nn, optim, train
+from jaxnet.nn import functional as F
+
+NET = nn.MLP(784, [256, 64], 10)
+
+
+def loss_fn(params, batch):
+    return F.mse_loss(NET.apply(params, batch[0]), batch[1])
+
+
+def make_opt(lr):
+    return optim.SGD(lambda step: lr, momentum=benchmark.MOMENTUM)
+
+
+def run_jaxnet(keys, lrs, data, index_batches) -> tuple[float, train.TrainState]:
+    """Seconds for the whole sweep (compilation excluded) and the trained states."""
+    loop = ensemble.make_ensemble_loop(loss_fn, make_opt)
+    states = ensemble.create(NET, keys, make_opt, lrs)
+    compiled = loop.lower(states, data, index_batches, lrs).compile()
+    tic = time.perf_counter()
+    states, _ = compiled(states, data, index_batches, lrs)
+    jax.block_until_ready(states)
+    return time.perf_counter() - tic, states
+
+
+def run_torch(initial: list[dict], lrs, x, y, index_batches) -> float:
+    """Seconds for N sequential PyTorch trainings on the same batches."""
+    import torch
+
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+    order = [torch.from_numpy(np.asarray(i)) for i in index_batches]
+    tic = time.perf_counter()
+    for params, lr in zip(initial, lrs, strict=True):
+        model = torch.nn.Sequential(
+            torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64),
+            torch.nn.ReLU(), torch.nn.Linear(64, 10),
+        )  # fmt: skip
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})
+        opt = torch.optim.SGD(model.parameters(), lr=float(lr), momentum=benchmark.MOMENTUM)
+        for idx in order:
+            loss = torch.nn.functional.mse_loss(model(xs[idx]), ys[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - tic
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--fast", action="store_true", help="N = 4 and a few steps (for CI)")
+    p.add_argument("--members", type=int, default=None, help="ensemble size (default 16)")
+    args = p.parse_args(argv)
+    members = args.members or (4 if args.fast else 16)
+    batch, steps = 512, (4 if args.fast else 117)  # 117 x 512 = one epoch of MNIST
+    x, y = benchmark.mnist_shaped(batch, steps)
+    data = jax.device_put((x, y))
+    index_batches = jnp.asarray(
+        np.random.default_rng(0).permutation(steps * batch).reshape(steps, batch), jnp.int32
+    )
+    keys = jax.random.split(jax.random.key(0), members)
+    lrs = jnp.geomspace(1e-3, 1e-1, members).astype(jnp.float32)
+
+    seconds, states = run_jaxnet(keys, lrs, data, index_batches)
+    report = {"members": members, "steps": steps, "jaxnet_seconds": seconds}
+    # Each member against the same member trained alone with jaxnet.train.
+    gaps = []
+    for i in (0, members - 1):
+        opt = make_opt(lrs[i])
+        alone = train.TrainState.create(NET.init(keys[i]), opt, keys[i])
+        alone, _ = train.make_train_loop(loss_fn, opt)(alone, data, index_batches)
+        member = jax.tree.map(lambda a, i=i: a[i], states.params)
+        pairs = zip(jax.tree.leaves(member), jax.tree.leaves(alone.params), strict=True)
+        gaps.append(max(_common.max_abs_diff(a, b) for a, b in pairs))
+    report["max_member_diff"] = max(gaps)
+    print(f"jaxnet: {members} members x {steps} steps in one call: {seconds:.2f} s")
+    print(f"  largest parameter difference to a member trained alone: {max(gaps):.1e}")
+    if not args.no_torch:
+        from jaxnet import params as params_lib
+
+        initial = [params_lib.state_dict(NET.init(k)) for k in keys]
+        torch_seconds = run_torch(initial, np.asarray(lrs), x, y, np.asarray(index_batches))
+        report.update(torch_seconds=torch_seconds, speedup=torch_seconds / seconds)
+        print(f"PyTorch: {members} sequential trainings: {torch_seconds:.2f} s")
+        print(f"  speed-up of the vmapped sweep: {report['speedup']:.2f}x")
+    return report
+
+
+if __name__ == "__main__":
+    main()
