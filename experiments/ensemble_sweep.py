@@ -1,7 +1,7 @@
 """A learning-rate sweep of N seed MLPs in one vmapped compiled call, against N PyTorch runs.
 
 Trains N copies of the seed's 784-256-64-10 MLP (MSE on one-hot targets, SGD momentum
-0.9, batch 512), each with its own initial key and learning rate, on the same batches
+0.9, batch 64 by default), each with its own initial key and learning rate, on the same batches
 of MNIST-shaped data: jaxnet runs all of them as one ``jax.vmap`` of its compiled train
 loop (``jaxnet.ensemble``); PyTorch trains them one after another. Prints both wall
 times, the speed-up, and how far each member is from the same member trained alone
@@ -50,7 +50,7 @@ def run_torch(initial: list[dict], lrs, x, y, index_batches) -> float:
     import torch
 
     xs, ys = torch.from_numpy(x), torch.from_numpy(y)
-    order = [torch.from_numpy(np.asarray(i)) for i in index_batches]
+    order = [torch.from_numpy(np.array(i)) for i in index_batches]
     tic = time.perf_counter()
     for params, lr in zip(initial, lrs, strict=True):
         model = torch.nn.Sequential(
@@ -71,9 +71,11 @@ def main(argv: list[str] | None = None) -> dict:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--fast", action="store_true", help="N = 4 and a few steps (for CI)")
     p.add_argument("--members", type=int, default=None, help="ensemble size (default 16)")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     args = p.parse_args(argv)
     members = args.members or (4 if args.fast else 16)
-    batch, steps = 512, (4 if args.fast else 117)  # 117 x 512 = one epoch of MNIST
+    batch = args.batch
+    steps = 4 if args.fast else 60_000 // batch  # one epoch of MNIST
     x, y = benchmark.mnist_shaped(batch, steps)
     data = jax.device_put((x, y))
     index_batches = jnp.asarray(
