@@ -226,7 +226,7 @@ def evaluate(
     PyTorch equivalent: the ``with torch.no_grad(): for x, y in test_loader: ...`` loop
     summing correct predictions. Every example counts once (no dropped last batch).
     """
-    n = len(jax.tree.leaves(data)[0])
+    n = _num_examples("evaluate", data)
     compiled = jax.jit(metric_fn)
     totals: dict[str, float] = {}
     for start in range(0, n, batch_size):
@@ -270,7 +270,9 @@ def fit(
     _check_policy(nan_policy)
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit: {epochs=} and {batch_size=} must be >= 1")
-    n = len(jax.tree.leaves(train_data)[0])
+    n = _num_examples("fit", train_data)
+    if eval_data is not None:
+        _num_examples("fit", eval_data)
     steps = n // batch_size
     if steps == 0:
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
@@ -341,6 +343,19 @@ def fit(
             bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.4f}", **history["eval"][-1])
         bar.close()
     return state, history
+
+
+def _num_examples(caller: str, data: Any) -> int:
+    """The common leading length of every array in ``data``; a mismatch is an error
+    (JAX's gather would clamp the missing rows' indices silently)."""
+    lengths = {tuple(path): jnp.shape(leaf)[:1] for path, leaf in jax.tree.leaves_with_path(data)}
+    if not lengths or () in lengths.values() or len(set(lengths.values())) != 1:
+        shown = {jax.tree_util.keystr(path): shape for path, shape in lengths.items()}
+        raise ValueError(
+            f"{caller}: every data array needs the same number of examples on axis 0, "
+            f"got leading shapes {shown}"
+        )
+    return next(iter(lengths.values()))[0]
 
 
 def _nonfinite_message(loss: float, step: int, batch: int, epoch: int) -> str:

@@ -217,3 +217,15 @@ def test_full_batch_loop_equals_torch_gradient_descent(unroll, rng):
     np.testing.assert_allclose(state.params["bias"][0], b.item(), rtol=1e-12)
     with pytest.raises(ValueError, match="steps=0 must be a positive int"):
         train.make_full_batch_loop(lambda p, b: 0.0, opt, 0)
+
+
+def test_data_arrays_of_different_lengths_are_refused(data):
+    x, y = data
+    opt = optim.SGD(0.1)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"fit: every data array needs the same number of "
+                       r"examples on axis 0, got leading shapes \{'\[0\]': \(64,\), "
+                       r"'\[1\]': \(60,\)\}"):  # fmt: skip
+        train.fit(state, mse_loss, opt, (x, y[:60]), epochs=1, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match="evaluate: every data array"):
+        train.evaluate(lambda p, b: {"v": b[0][:, 0]}, None, (x, y[:60]))
