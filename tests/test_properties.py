@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as TF
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch_reference import closure_embedder
 
 import jaxnet
 import jaxnet.nn.functional as F
@@ -282,19 +283,6 @@ def test_state_dict_round_trips_are_bit_exact(arch, dtype, seed):
 
 
 # ----------------------------------------------------------------- positional encoding
-
-
-def closure_embedder(num_freqs, max_freq_log2, include_input, log_sampling, dtype):
-    """Seed 000's NeRF embedder: a list of closures capturing ``p_fn`` and ``freq``."""
-    embed_fns = [lambda x: x] if include_input else []
-    if log_sampling:
-        freq_bands = 2.0 ** torch.linspace(0.0, max_freq_log2, steps=num_freqs, dtype=dtype)
-    else:
-        freq_bands = torch.linspace(2.0**0.0, 2.0**max_freq_log2, steps=num_freqs, dtype=dtype)
-    for freq in freq_bands:
-        for p_fn in (torch.sin, torch.cos):
-            embed_fns.append(lambda x, p_fn=p_fn, freq=freq: p_fn(x * freq))
-    return lambda x: torch.cat([fn(x) for fn in embed_fns], -1)
 
 
 # float32: x * 2**7 rounds to about 1e-5 absolute, which sin and cos pass on.
