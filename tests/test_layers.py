@@ -26,7 +26,7 @@ def torch_twin(params_module, model, dtype=torch.float64):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(5,), (4, 5), (2, 3, 5)])
+@pytest.mark.parametrize("shape", [(5,), (1, 5), (1, 1, 5), (4, 5), (2, 3, 5)])
 def test_linear_forward_and_grads_equal_torch_float64(bias, shape, rng):
     t_layer = torch.nn.Linear(5, 3, bias=bias, dtype=torch.float64)
     layer = nn.Linear(5, 3, bias=bias, dtype=jnp.float64)
@@ -48,6 +48,28 @@ def test_linear_forward_and_grads_equal_torch_float64(bias, shape, rng):
         np.testing.assert_allclose(grads["bias"], t_layer.bias.grad.numpy(), **F64)
     else:
         assert set(params) == {"weight"}
+
+
+@pytest.mark.parametrize("batch", [2, 10], ids=["weight-left", "weight-right"])
+def test_linear_vmapped_members_sharing_input_equal_torch(batch, rng):
+    """Both operand orders of Linear's dot (chosen by batch size) under vmap over
+    members with a shared input, as jaxnet.ensemble runs them."""
+    t_layers = [torch.nn.Linear(20, 3, dtype=torch.float64) for _ in range(4)]
+    layer = nn.Linear(20, 3, dtype=jnp.float64)
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *[torch_twin(t, layer) for t in t_layers])
+    x = rng.standard_normal((batch, 20))
+
+    def loss(p, x):
+        return (layer.apply(p, x) ** 2).sum()
+
+    outs = jax.vmap(layer.apply, in_axes=(0, None))(stacked, x)
+    grads = jax.vmap(jax.grad(loss), in_axes=(0, None))(stacked, x)
+    for i, t_layer in enumerate(t_layers):
+        t_out = t_layer(torch.from_numpy(x))
+        (t_out**2).sum().backward()
+        np.testing.assert_allclose(outs[i], t_out.detach().numpy(), **F64)
+        np.testing.assert_allclose(grads["weight"][i], t_layer.weight.grad.numpy(), **F64)
+        np.testing.assert_allclose(grads["bias"][i], t_layer.bias.grad.numpy(), **F64)
 
 
 def test_linear_float32_user_path(rng):
