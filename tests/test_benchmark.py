@@ -19,6 +19,13 @@ def test_benchmark_fast_writes_its_tables(tmp_path):
             assert f"| {contender} |" in markdown
             assert results[contender]["median_s"] > 0
     assert saved["roofline_gflops"] > 0 and report["first_step_compile_s"] > 0
+    assert "jaxnet's time over hand-written raw JAX's: step" in markdown
+
+
+def test_speedups_are_medians_of_ratios_within_rounds():
+    # Round times of two contenders on a machine that slows down in round 2:
+    # per-round ratios 2, 4, 3 -> median 3, where the ratio of medians would say 4.
+    assert benchmark.paired_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == 3.0
 
 
 def test_flop_count_of_the_seed_mlp():
