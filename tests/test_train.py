@@ -189,21 +189,23 @@ def test_bad_arguments_raise(data):
 
 
 @pytest.mark.parametrize("unroll", [1, 7])
-def test_full_batch_loop_equals_torch_gradient_descent(unroll, rng):
-    """Seed 001's regression: full-batch GD on w, b, the same trajectory as torch's."""
+@pytest.mark.parametrize("steps", [50, 301], ids=["one-block", "blocks-and-tail"])
+def test_full_batch_loop_equals_torch_gradient_descent(steps, unroll, rng):
+    """Seed 001's regression: full-batch GD on w, b, the same trajectory as torch's
+    (301 steps run as two blocks of 101 and a tail of 99)."""
     x = rng.uniform(-1, 1, (100, 1))
     y = 2.0 * x + 1.0 + 0.1 * rng.standard_normal((100, 1))
     layer = nn.Linear(1, 1, dtype=jnp.float64)
     zeros = {"weight": jnp.zeros((1, 1)), "bias": jnp.zeros(1)}
     opt = optim.SGD(0.1)
     loop = train.make_full_batch_loop(
-        lambda p, b: jnp.mean((layer.apply(p, b[0]) - b[1]) ** 2), opt, 50, unroll=unroll
+        lambda p, b: jnp.mean((layer.apply(p, b[0]) - b[1]) ** 2), opt, steps, unroll=unroll
     )
     state, metrics = loop(train.TrainState.create(zeros, opt, jax.random.key(0)), (x, y))
 
     w, b = (torch.zeros(1, dtype=torch.float64, requires_grad=True) for _ in range(2))
     tx, ty, losses = torch.tensor(x), torch.tensor(y), []
-    for _ in range(50):
+    for _ in range(steps):
         loss = ((w * tx + b - ty) ** 2).mean()
         loss.backward()
         with torch.no_grad():
@@ -212,6 +214,7 @@ def test_full_batch_loop_equals_torch_gradient_descent(unroll, rng):
         w.grad.zero_()
         b.grad.zero_()
         losses.append(loss.item())
+    assert metrics["loss"].shape == (steps,) and int(state.step) == steps
     np.testing.assert_allclose(metrics["loss"], losses, rtol=1e-12)
     np.testing.assert_allclose(state.params["weight"][0, 0], w.item(), rtol=1e-12)
     np.testing.assert_allclose(state.params["bias"][0], b.item(), rtol=1e-12)
