@@ -25,6 +25,7 @@ Either way no non-finite parameter leaves :func:`fit`.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -123,6 +124,16 @@ def _update_fn(
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _with_params_finite(loop: Callable) -> Callable:
+    """``loop`` jitted (state donated), also returning whether its parameters are finite."""
+
+    def run(state: TrainState, data: Any, index_batches: jax.Array):
+        state, metrics = loop(state, data, index_batches)
+        return state, metrics, _all_finite(state.params)
+
+    return jax.jit(run, donate_argnums=0)
 
 
 def _first_bad_step(loop: Callable, state: TrainState, data: Any, indices: jax.Array):
@@ -299,6 +310,9 @@ def fit(
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
     chunk = max(1, -(-steps // max(1, updates_per_epoch_bar)))
     loop = make_train_loop(loss_fn, optimizer, has_aux, nan_policy)
+    # One compiled call per chunk of the epoch; it also says whether the parameters it
+    # leaves are finite, so checking them needs neither the (donated) state nor a call.
+    run_chunk = _with_params_finite(train_loop(loss_fn, optimizer, has_aux, nan_policy))
     if mesh is not None:
         parallel.check_batch_size("fit", batch_size, mesh)
         state, train_data, eval_data = parallel.replicate((state, train_data, eval_data), mesh)
@@ -312,7 +326,7 @@ def fit(
     # Compile ahead of time (one or two chunk lengths), so compile time is reported apart.
     start = time.perf_counter()
     compiled = {
-        length: loop.lower(state, train_data, place(np.zeros((length, batch_size)))).compile()
+        length: run_chunk.lower(state, train_data, place(np.zeros((length, batch_size)))).compile()
         for length in {chunk, steps % chunk or chunk}
     }
     history: dict[str, Any] = {
@@ -331,30 +345,24 @@ def fit(
         )  # (steps, B)
         losses = []
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress)
+
+        finish = functools.partial(
+            _finish_chunk, epoch=epoch, steps=steps, nan_policy=nan_policy,
+            replay=lambda before, indices: _first_bad_step(loop, before, train_data, indices),
+            bar=bar,
+        )  # fmt: skip
+        # Each chunk is dispatched before the previous one's results are read, so the
+        # device never waits for the bar or the checks.
         tic = time.perf_counter()
+        pending = None
         for begin in range(0, steps, chunk):
             indices = place(order[begin : begin + chunk])
             before = _copy(state) if nan_policy == "stop" else None
-            state, metrics = compiled[len(indices)](state, train_data, indices)
-            chunk_losses = np.asarray(metrics["loss"])
-            losses.append(chunk_losses)
-            if nan_policy == "stop":
-                if not (np.isfinite(chunk_losses).all() and _all_finite(state.params)):
-                    bar.close()
-                    before, i, loss = _first_bad_step(loop, before, train_data, indices)
-                    raise NonFiniteLossError(
-                        _nonfinite_message(loss, epoch * steps + begin + i, begin + i, epoch)
-                        + "; training stopped, the state holds the last finite parameters",
-                        before,
-                    )
-            else:
-                for i in np.flatnonzero(~np.asarray(metrics["finite"])):
-                    message = _nonfinite_message(
-                        chunk_losses[i], epoch * steps + begin + i, begin + i, epoch
-                    )
-                    tqdm.write(message + "; update skipped", file=sys.stderr)
-            bar.update(len(indices))
-            bar.set_postfix(loss=f"{chunk_losses[-1]:.4f}")
+            state, metrics, params_finite = compiled[len(indices)](state, train_data, indices)
+            if pending is not None:
+                losses.append(finish(*pending))
+            pending = (begin, indices, before, metrics, params_finite)
+        losses.append(finish(*pending))
         history["train_seconds"] += time.perf_counter() - tic
         epoch_losses = np.concatenate(losses)
         history["step_loss"].extend(epoch_losses.tolist())
@@ -364,6 +372,41 @@ def fit(
             bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.4f}", **history["eval"][-1])
         bar.close()
     return state, history
+
+
+def _finish_chunk(
+    begin: int,
+    indices: jax.Array,
+    before: TrainState | None,
+    metrics: dict[str, jax.Array],
+    params_finite: jax.Array,
+    *,
+    epoch: int,
+    steps: int,
+    nan_policy: str,
+    replay: Callable,
+    bar: Any,
+) -> np.ndarray:
+    """The losses of a chunk :func:`fit` dispatched (waiting for it to finish); moves the
+    bar and applies the NaN policy: ``"stop"`` replays the chunk from ``before`` to the
+    first bad step and raises, ``"skip"`` reports each dropped step."""
+    losses = np.asarray(metrics["loss"])
+    if nan_policy == "stop":
+        if not (np.isfinite(losses).all() and params_finite):
+            bar.close()
+            last, i, loss = replay(before, indices)
+            raise NonFiniteLossError(
+                _nonfinite_message(loss, epoch * steps + begin + i, begin + i, epoch)
+                + "; training stopped, the state holds the last finite parameters",
+                last,
+            )
+    else:
+        for i in np.flatnonzero(~np.asarray(metrics["finite"])):
+            message = _nonfinite_message(losses[i], epoch * steps + begin + i, begin + i, epoch)
+            tqdm.write(message + "; update skipped", file=sys.stderr)
+    bar.update(len(indices))
+    bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    return losses
 
 
 def _num_examples(caller: str, data: Any) -> int:
