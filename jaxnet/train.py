@@ -136,13 +136,14 @@ def _with_params_finite(loop: Callable) -> Callable:
     return jax.jit(run, donate_argnums=0)
 
 
-def _first_bad_step(loop: Callable, state: TrainState, data: Any, indices: jax.Array):
-    """Replay ``indices`` from ``state`` one step at a time; the state before the first
-    step whose loss or parameters come out non-finite, that step's index and its loss."""
+def _first_bad_step(run_chunk: Callable, state: TrainState, data: Any, indices: jax.Array):
+    """Replay ``indices`` from ``state`` one step at a time with ``run_chunk``
+    (:func:`_with_params_finite`); the state before the first step whose loss or
+    parameters come out non-finite, that step's index and its loss."""
     for i in range(len(indices)):
-        after, metrics = loop(_copy(state), data, indices[i : i + 1])
+        after, metrics, params_finite = run_chunk(_copy(state), data, indices[i : i + 1])
         loss = float(metrics["loss"][0])
-        if not (np.isfinite(loss) and _all_finite(after.params)):
+        if not (np.isfinite(loss) and params_finite):
             return state, i, loss
         state = after
     raise RuntimeError("fit: a non-finite step did not repeat on replay")
@@ -289,7 +290,7 @@ def fit(
 
     Each epoch's batch order is ``datasets.batch_order(fold_in(state.key, epoch), ...)``
     (last partial batch dropped; ``shuffle=False`` keeps the data's order). An epoch
-    runs as a few compiled calls of :func:`make_train_loop` so the tqdm bar (loss in its
+    runs as a few compiled calls of :func:`train_loop` so the tqdm bar (loss in its
     postfix) moves ``updates_per_epoch_bar`` times. After each epoch ``metric_fn`` is evaluated on
     ``eval_data``. ``history`` holds per-step losses, per-epoch mean loss and metrics,
     the compile time and the training time (without compilation).
@@ -309,9 +310,9 @@ def fit(
     if steps == 0:
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
     chunk = max(1, -(-steps // max(1, updates_per_epoch_bar)))
-    loop = make_train_loop(loss_fn, optimizer, has_aux, nan_policy)
-    # One compiled call per chunk of the epoch; it also says whether the parameters it
-    # leaves are finite, so checking them needs neither the (donated) state nor a call.
+    # One compiled call per chunk of the epoch (and per step of a NaN replay); it also says
+    # whether the parameters it leaves are finite, so checking them needs neither the
+    # (donated) state nor another call.
     run_chunk = _with_params_finite(train_loop(loss_fn, optimizer, has_aux, nan_policy))
     if mesh is not None:
         parallel.check_batch_size("fit", batch_size, mesh)
@@ -348,7 +349,7 @@ def fit(
 
         finish = functools.partial(
             _finish_chunk, epoch=epoch, steps=steps, nan_policy=nan_policy,
-            replay=lambda before, indices: _first_bad_step(loop, before, train_data, indices),
+            replay=lambda before, indices: _first_bad_step(run_chunk, before, train_data, indices),
             bar=bar,
         )  # fmt: skip
         # Each chunk is dispatched before the previous one's results are read, so the
