@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.lr_schedules import get_expon_lr_func  # the seed's NumPy helper
 from jaxnet.optim import lr_scheduler as sched
 
 TS = torch.optim.lr_scheduler
@@ -172,25 +173,6 @@ def test_schedule_matches_torch(case):
     np.testing.assert_allclose(float(schedule(steps - 1)), expected[-1], **TOL)
 
 
-def expon_lr_reference(lr_init, lr_final, lr_delay_steps=0, lr_delay_mult=1.0, max_steps=1000000):
-    """The seed's helper (deformable 3D Gaussians / Plenoxels), in NumPy."""
-
-    def helper(step):
-        if step < 0 or (lr_init == 0.0 and lr_final == 0.0):
-            return 0.0
-        if lr_delay_steps > 0:
-            delay_rate = lr_delay_mult + (1 - lr_delay_mult) * np.sin(
-                0.5 * np.pi * np.clip(step / lr_delay_steps, 0, 1)
-            )
-        else:
-            delay_rate = 1.0
-        t = np.clip(step / max_steps, 0, 1)
-        log_lerp = np.exp(np.log(lr_init) * (1 - t) + np.log(lr_final) * t)
-        return delay_rate * log_lerp
-
-    return helper
-
-
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -208,7 +190,7 @@ def expon_lr_reference(lr_init, lr_final, lr_delay_steps=0, lr_delay_mult=1.0, m
 )
 def test_get_expon_lr_func_matches_seed(kwargs):
     steps = np.arange(-3, 110)
-    expected = np.array([expon_lr_reference(**kwargs)(int(s)) for s in steps])
+    expected = np.array([get_expon_lr_func(**kwargs)(int(s)) for s in steps])
     schedule = sched.get_expon_lr_func(**kwargs)
     got = np.asarray(jax.jit(jax.vmap(schedule))(jnp.asarray(steps, jnp.int32)))
     np.testing.assert_allclose(got, expected, **TOL)
