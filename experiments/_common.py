@@ -1,4 +1,5 @@
-"""What every experiment script shares: its output directory and the ``--no-torch`` flag."""
+"""What every experiment script shares: its output directory, the ``--no-torch`` flag and
+how it saves a figure."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ def output_dir(out: Path | None, name: str) -> Path:
 def plot_backend() -> None:
     """Select matplotlib's file-only backend (experiments write PNGs, never open windows)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> None:
+    """Lay out ``fig``, write it to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 def max_abs_diff(a, b) -> float:

@@ -205,9 +205,7 @@ def plot(path: Path, data: dict[str, np.ndarray], ours: dict, theirs: dict) -> N
     for ax in (ax_value, ax_grad):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True) -> dict[str, Any]:

@@ -156,9 +156,7 @@ def plot(path: Path) -> None:
     ax.set(xlabel="h", ylabel="error", title="forward difference of 5x² − 4x at x = 1")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 ROWS = [

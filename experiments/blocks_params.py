@@ -387,9 +387,7 @@ def plot(path: Path, ours: dict, theirs: dict) -> None:
         image = ax.imshow(grad, cmap="coolwarm", vmin=-limit, vmax=limit)
         ax.set(title=title, xlabel="in", ylabel="out")
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def _fmt(value: Any) -> str:

@@ -540,9 +540,7 @@ def plot(out: Path, results: dict) -> list[Path]:
         ax.set(ylabel=ylabel, title=title, yscale="log" if log else "linear")
         ax.grid(axis="y", alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / filename, dpi=120)
-        plt.close(fig)
+        _common.save_figure(fig, out / filename)
         paths.append(out / filename)
     return paths
 

@@ -206,9 +206,7 @@ def plot(out: Path, ours: dict, theirs: dict) -> list[str]:
            title="x ← x − lr·f'(x) on (x − 5)²  (lines: jaxnet, x: PyTorch)")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, paths[0])
 
     x, y = regression_data()
     grid = np.linspace(-3, 3, 2)
@@ -227,9 +225,7 @@ def plot(out: Path, ours: dict, theirs: dict) -> list[str]:
     for ax in (ax_fit, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, paths[1])
     return paths
 
 

@@ -182,9 +182,7 @@ def plot(path: Path, ours: dict, theirs: dict) -> None:
     ax.set(xlabel="SGD step", ylabel="MSE", title=f"two-layer sigmoid network, SGD lr = {LR}")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def run(

@@ -227,9 +227,7 @@ def plot(path: Path, ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray])
         ax.axis("off")
     axes.flat[0].set_ylabel("lr")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=110)
 
 
 def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True) -> dict[str, Any]:

@@ -213,9 +213,7 @@ def plot(path: Path, recipe_name: str, ours: dict, theirs: dict | None) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def run(

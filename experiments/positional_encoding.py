@@ -117,9 +117,7 @@ def plot(path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in axes[:2]:
         ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True) -> dict[str, Any]:
