@@ -92,9 +92,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--chunks", type=int, default=4, help="the sweeps alternate in parts (4)")
     args = p.parse_args(argv)
+    for flag, value in (("--members", args.members), ("--batch", args.batch)):
+        if value is not None and value < 1:
+            p.error(f"{flag} {value} must be at least 1")
     members = args.members or (4 if args.fast else 16)
     batch = args.batch
     steps = 4 if args.fast else 60_000 // batch  # one epoch of MNIST
+    if not 1 <= args.chunks <= steps:
+        p.error(f"--chunks {args.chunks} must be between 1 and the {steps} steps of the epoch")
     x, y = benchmark.mnist_shaped(batch, steps)
     data = jax.device_put((x, y))
     index_batches = jnp.asarray(

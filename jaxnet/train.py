@@ -230,8 +230,9 @@ def make_full_batch_loop(
     faster than one 1000-step loop). ``unroll`` is ``lax.scan``'s, applied within a
     block. ``metrics`` entries are stacked over all ``steps``. ``state`` is donated.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"make_full_batch_loop: {steps=} must be a positive int")
+    for name, value in (("steps", steps), ("unroll", unroll)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"make_full_batch_loop: {name}={value!r} must be a positive int")
     update = _update_fn(loss_fn, optimizer, has_aux, nan_policy)
     block = -(-steps // -(-steps // _FULL_BATCH_BLOCK))  # even blocks of <= 128 steps
     blocks, rest = divmod(steps, block)

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxnet import ensemble, nn, optim, train
 
@@ -44,3 +45,12 @@ def test_sweep_experiment_members_equal_their_twins(tmp_path):
     assert report["members"] == 4
     assert report["max_member_diff"] < 1e-5  # float32, vmapped vs alone
     assert report["speedup"] > 0  # printed, never asserted against a target
+
+
+@pytest.mark.parametrize("args", [["--chunks", "9"], ["--batch", "0"], ["--members", "0"]])
+def test_sweep_experiment_refuses_bad_sizes(args, capsys):
+    from experiments import ensemble_sweep
+
+    with pytest.raises(SystemExit):
+        ensemble_sweep.main(["--fast", *args])
+    assert f"{args[0]} {args[1]} must be" in capsys.readouterr().err

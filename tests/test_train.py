@@ -220,6 +220,9 @@ def test_full_batch_loop_equals_torch_gradient_descent(steps, unroll, rng):
     np.testing.assert_allclose(state.params["bias"][0], b.item(), rtol=1e-12)
     with pytest.raises(ValueError, match="steps=0 must be a positive int"):
         train.make_full_batch_loop(lambda p, b: 0.0, opt, 0)
+    for unroll in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"unroll={unroll!r} must be a positive int"):
+            train.make_full_batch_loop(lambda p, b: 0.0, opt, 10, unroll=unroll)
 
 
 def test_data_arrays_of_different_lengths_are_refused(data):
