@@ -401,6 +401,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="include torch.compile (default: on, off with --fast)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        p.error(f"--rounds {args.rounds} must be at least 1")
     out = _common.output_dir(args.out, "benchmark")
     rounds = args.rounds or (2 if args.fast else 15)
     with_compile = (not args.fast) if args.torch_compile is None else args.torch_compile

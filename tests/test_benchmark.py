@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from experiments import benchmark
 
 
@@ -33,3 +35,9 @@ def test_flop_count_of_the_seed_mlp():
     # for the two upper layers only
     forward = 2 * 64 * (784 * 256 + 256 * 64 + 64 * 10)
     assert benchmark.mlp_flops(64) == 2 * forward + 2 * 64 * (256 * 64 + 64 * 10)
+
+
+def test_benchmark_refuses_no_rounds(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--fast", "--rounds", "0"])
+    assert "--rounds 0 must be at least 1" in capsys.readouterr().err
