@@ -13,7 +13,7 @@ def test_numerical_derivative_table_seed002():
     f = lambda x: 5 * x**2 - 4 * x  # noqa: E731
     hs = [0.1, 0.01, 0.001, 0.0001, 0.00001]
     values = [autograd.numerical_derivative(f, 1.0, h) for h in hs]
-    np.testing.assert_allclose(values, [6.5, 6.05, 6.005, 6.0005, 6.00005], rtol=1e-6)
+    np.testing.assert_allclose(values, [6.5, 6.05, 6.005, 6.0005, 6.00005], rtol=1e-10)
     assert float(jax.grad(f)(1.0)) == 6.0
 
 
@@ -92,14 +92,43 @@ def test_autograd_grad_wrt_chosen_argument():
     assert float(ours) == gw.item() == -18.0
 
 
-def test_check_grad_accepts_true_gradients_and_rejects_wrong_ones(rng):
+def test_finite_difference_grad_equals_the_analytic_gradient(rng):
+    """d/dx sum(sin(x) x^2) = cos(x) x^2 + 2 x sin(x), and torch's autograd agrees."""
+    x = rng.standard_normal((2, 3))
+    numeric = autograd.finite_difference_grad(lambda x: jnp.sum(jnp.sin(x) * x**2), x)
+    tx = torch.from_numpy(x).requires_grad_()
+    (torch.sin(tx) * tx**2).sum().backward()
+    np.testing.assert_allclose(numeric, np.cos(x) * x**2 + 2 * x * np.sin(x), rtol=1e-8)
+    np.testing.assert_allclose(numeric, tx.grad.numpy(), rtol=1e-8)
+
+
+def test_check_grad_accepts_and_rejects_what_torch_gradcheck_does(rng):
+    """The same true gradient and the same wrong one, against torch.autograd.gradcheck."""
+    from torch.autograd.gradcheck import GradcheckError
+
     x = rng.standard_normal(5)
     assert autograd.check_grad(lambda x: jnp.sum(jnp.sin(x) * x**2), x) < 1e-7
+    tx = torch.from_numpy(x).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: (torch.sin(t) * t**2).sum(), (tx,))
 
     @jax.custom_vjp
     def wrong(x):
         return jnp.sum(x**2)
 
     wrong.defvjp(lambda x: (wrong(x), x), lambda x, g: (g * 3 * x,))
+
+    class WrongSquareSum(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return (t**2).sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            (t,) = ctx.saved_tensors
+            return g * 3 * t
+
     with pytest.raises(ValueError, match="autodiff and finite differences disagree at index"):
         autograd.check_grad(wrong, x)
+    with pytest.raises(GradcheckError):
+        torch.autograd.gradcheck(WrongSquareSum.apply, (tx,))

