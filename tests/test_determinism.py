@@ -93,9 +93,13 @@ def test_same_seed_same_bits_across_processes(tmp_path):
         )
         for path in paths
     ]
-    for child in children:
-        _, err = child.communicate(timeout=300)
-        assert child.returncode == 0, err
+    try:
+        for child in children:
+            _, err = child.communicate(timeout=600)
+            assert child.returncode == 0, err
+    finally:
+        for child in children:
+            child.kill()  # no-op for a child that has exited
     here = tmp_path / "here.safetensors"
     save_weights(here, trained(0).params)
     assert paths[0].read_bytes() == paths[1].read_bytes() == here.read_bytes()
