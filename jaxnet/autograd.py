@@ -48,12 +48,17 @@ def accumulate_grads(grad_fn: Callable[..., Any], params: Any, micro_batches: An
 
 
 def numerical_derivative(f: Callable[[float], float], x: float, h: float) -> float:
-    """The forward difference ``(f(x + h) - f(x)) / h`` of seed 002's derivative table."""
+    """The forward difference ``(f(x + h) - f(x)) / h`` of seed 002's derivative table.
+
+    PyTorch has no function for it (seed 002 writes the same expression on floats)."""
     return (f(x + h) - f(x)) / h
 
 
 def finite_difference_grad(f: Callable[[jax.Array], jax.Array], x: Any, eps: float = 1e-6):
-    """Central-difference gradient of a scalar ``f`` at ``x``, entry by entry (float64)."""
+    """Central-difference gradient of a scalar ``f`` at ``x``, entry by entry (float64).
+
+    PyTorch has no public counterpart: ``torch.autograd.gradcheck`` computes these
+    central differences internally."""
     x = np.asarray(x, dtype=np.float64)
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
@@ -71,6 +76,10 @@ def check_grad(
     atol: float = 1e-8,
 ) -> float:
     """Compare ``jax.grad(f)(x)`` with central finite differences; return the max error.
+
+    PyTorch equivalent: ``torch.autograd.gradcheck(f, (x,), eps=eps, atol=atol,
+    rtol=rtol)``, which raises ``GradcheckError`` or returns ``True`` (this returns the
+    largest error instead).
 
     Run it in float64 (``jax.config.update("jax_enable_x64", True)``): float32 finite
     differences are too coarse. Raises ``ValueError`` naming the worst entry when the two

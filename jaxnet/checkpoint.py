@@ -18,17 +18,19 @@ raw bytes. Reading a file runs no code.
 
 Writes are atomic: the bytes go to a temporary file in the target's directory, are
 flushed to disk, then renamed over the target, so a crash leaves either the old file or
-the new one. Loading checks the file against a template and raises
-:class:`CheckpointError` listing every problem before anything is returned. Dtypes are
-those ``safetensors.numpy`` reads: bool, (u)int8-64, float16/32/64 and complex64.
+the new one. The metadata entry ``tensors_sha256`` holds a SHA-256 over every tensor's
+name, dtype (NumPy's ``dtype.str``), shape and bytes in name order
+(:func:`jaxnet.datasets.cache.arrays_sha256`); loading checks it where present, so a
+damaged payload is refused while files from torch and other tools, which lack it, still
+load. Loading checks the file against a template and raises :class:`CheckpointError`
+listing every problem before anything is returned. Dtypes are those
+``safetensors.numpy`` reads: bool, (u)int8-64, float16/32/64 and complex64.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +41,7 @@ import safetensors.numpy
 from safetensors import SafetensorError
 
 from jaxnet import params as params_lib
+from jaxnet._safefile import arrays_sha256, write_atomically
 
 PyTree = Any
 
@@ -54,11 +57,16 @@ _DTYPES = frozenset(
         *("float16", "float32", "float64", "complex64"),
     ]
 )
-_WRITE_CHUNK = 1 << 26  # bytes per os.write call
+# Metadata entry holding the SHA-256 of the tensors (see _tensors_sha256).
+_DIGEST_KEY = "tensors_sha256"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded: missing, corrupt, or not matching the template."""
+    """A checkpoint that cannot be loaded: missing, corrupt, or not matching the template.
+
+    PyTorch equivalent: the ``RuntimeError`` of ``module.load_state_dict`` (template
+    mismatches) and the errors of ``torch.load`` / ``safetensors.torch.load_file``.
+    """
 
 
 def save_weights(path: str | os.PathLike, params: PyTree, model: Any = None) -> None:
@@ -72,7 +80,7 @@ def save_weights(path: str | os.PathLike, params: PyTree, model: Any = None) -> 
     state_dict = params_lib.state_dict(params, model)
     tensors = {name: _host_array("save_weights", name, v) for name, v in state_dict.items()}
     _refuse_non_finite("save_weights", tensors)
-    _atomic_write(path, safetensors.numpy.save(tensors, metadata=_WEIGHTS_METADATA))
+    _write("save_weights", path, tensors, _WEIGHTS_METADATA)
 
 
 def load_weights(path: str | os.PathLike, like: PyTree, model: Any = None) -> PyTree:
@@ -99,6 +107,9 @@ def load_weights(path: str | os.PathLike, like: PyTree, model: Any = None) -> Py
 def save_state(path: str | os.PathLike, state: PyTree) -> None:
     """Write a whole training state (any pytree) as one safetensors file.
 
+    PyTorch equivalent: ``torch.save({'model': model.state_dict(), 'optimizer':
+    optimizer.state_dict(), 'step': step}, path)``.
+
     Leaves may be JAX or NumPy arrays, NumPy scalars or Python numbers; typed PRNG keys
     (``jax.random.key``) are stored as their key data with the implementation's name in
     the metadata, raw ``uint32`` keys as plain arrays. ``None`` leaves and empty
@@ -120,11 +131,15 @@ def save_state(path: str | os.PathLike, state: PyTree) -> None:
         "version": _STATE_VERSION,
         "prng_keys": json.dumps(key_impls, sort_keys=True),
     }
-    _atomic_write(path, safetensors.numpy.save(tensors, metadata=metadata))
+    _write("save_state", path, tensors, metadata)
 
 
 def load_state(path: str | os.PathLike, like: PyTree) -> PyTree:
     """A training state read from a :func:`save_state` file, shaped like the template ``like``.
+
+    PyTorch equivalent: ``checkpoint = torch.load(path)`` followed by
+    ``model.load_state_dict(checkpoint['model'])`` and
+    ``optimizer.load_state_dict(checkpoint['optimizer'])``.
 
     The file must hold exactly the leaves of ``like`` (same ``keystr`` paths, shapes and
     dtypes, typed PRNG keys of the same implementation); otherwise one
@@ -270,8 +285,9 @@ def _read(fn: str, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict
 
     ``safetensors`` itself rejects bad header lengths, non-JSON headers, unknown dtypes,
     byte ranges that overlap, leave gaps, run past the end or disagree with the shape,
-    and trailing bytes. Its JSON parser keeps the last of two entries with the same name,
-    so duplicate names are checked here.
+    and trailing bytes, but not the tensor bytes. Its JSON parser keeps the last of two
+    entries with the same name, so duplicate names are checked here, and so is the SHA-256
+    of the tensors where the file records one (jaxnet's do; torch's and other tools' don't).
     """
     where = f"{fn}: {os.fspath(path)!r}"
     try:
@@ -292,7 +308,45 @@ def _read(fn: str, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict
         header = json.loads(data[8 : 8 + header_length], object_pairs_hook=_unique_names)
     except ValueError as error:
         raise CheckpointError(f"{where} has an ambiguous header: {error}") from error
-    return tensors, header.get("__metadata__") or {}
+    metadata = header.get("__metadata__") or {}
+    if _DIGEST_KEY in metadata:
+        actual, recorded = _tensors_sha256(tensors), metadata[_DIGEST_KEY]
+        if actual != recorded:
+            raise CheckpointError(
+                f"{where} is corrupt: its tensors have SHA-256 {actual}, "
+                f"the file recorded {recorded}"
+            )
+    return tensors, metadata
+
+
+def _write(
+    fn: str, path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]
+) -> None:
+    """Write ``tensors`` and ``metadata``, plus the tensors' SHA-256, atomically to ``path``."""
+    metadata = {**metadata, _DIGEST_KEY: _tensors_sha256(tensors)}
+    data = safetensors.numpy.save(tensors, metadata=metadata)
+    write_atomically(fn, path, _sorted_header(data))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """``data`` with its JSON header's keys sorted, so equal checkpoints are equal bytes.
+
+    ``safetensors`` writes the metadata in hash order, which differs between runs. The
+    sorted header has the same entries and length (it is padded with spaces, as
+    ``safetensors`` pads), so every tensor offset stays valid.
+    """
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoded = text.encode()
+    if len(encoded) > length:  # never expected: keep safetensors' own bytes
+        return data
+    return data[:8] + encoded.ljust(length) + data[8 + length :]
+
+
+def _tensors_sha256(tensors: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over each tensor's name, dtype, shape and bytes, in name order."""
+    return arrays_sha256({name: tensors[name] for name in sorted(tensors)})
 
 
 def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -302,40 +356,3 @@ def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if repeated:
         raise ValueError(f"{repeated} appear more than once")
     return dict(pairs)
-
-
-def _atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Replace ``path`` by ``data`` so that no crash leaves a partial or missing file.
-
-    A fresh temporary file next to ``path`` receives the bytes and is fsynced, then
-    ``os.replace`` (atomic on POSIX and Windows) puts it in place and the directory is
-    fsynced so the rename itself survives a power cut. On any error the temporary file is
-    removed and ``path`` is untouched. A process killed outright (SIGKILL, power loss)
-    before the rename can leave a hidden ``.<name>.<random>.tmp`` beside the target; the
-    target itself is always whole.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    # O_EXCL: never reuse a file; mode 0o666 lets the umask decide, as open(path, "wb") does.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view[:_WRITE_CHUNK]) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # other systems cannot open a directory to fsync it
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

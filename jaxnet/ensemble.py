@@ -35,7 +35,11 @@ def create(
     hparams: Any,
 ) -> train.TrainState:
     """Stacked ``TrainState``s: member ``i`` is initialised with ``keys[i]`` and
-    ``make_optimizer(hparams[i])``; its training key is ``keys[i]`` as well."""
+    ``make_optimizer(hparams[i])``; its training key is ``keys[i]`` as well.
+
+    PyTorch equivalent: building N models and optimisers in a loop, then
+    ``torch.func.stack_module_state(models)`` for the stacked parameters (torch has no
+    stacked optimiser state)."""
 
     def one(key, hp):
         return train.TrainState.create(model.init(key), make_optimizer(hp), key)
@@ -55,6 +59,9 @@ def make_ensemble_loop(
     and ``hparams``); ``data`` and ``index_batches`` are shared. ``make_optimizer`` is
     called with one member's (traced) hyperparameters, so pass them to jaxnet optimisers
     as schedules (``lambda step: lr``). ``states`` is donated.
+
+    PyTorch has no counterpart: ``torch.func.vmap`` over ``functional_call`` batches the
+    forward and backward passes, but each optimiser still steps in a Python loop.
     """
 
     def member(state, data, index_batches, hp):

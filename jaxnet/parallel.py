@@ -39,6 +39,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxnet.datasets import batch_order
+from jaxnet.datasets.batching import num_examples
 
 DATA = "data"
 MODEL = "model"
@@ -100,7 +101,11 @@ def make_mesh(num_devices: int | None = None, model: int = 1) -> Mesh:
 
 
 def data_size(mesh: Mesh) -> int:
-    """The number of data-parallel groups: the size of the mesh's ``'data'`` axis."""
+    """The number of data-parallel groups: the size of the mesh's ``'data'`` axis.
+
+    PyTorch equivalent: ``mesh["data"].size()`` of a ``DeviceMesh`` (the world size of
+    plain ``DistributedDataParallel``).
+    """
     _check_mesh("data_size", mesh, DATA)
     return mesh.shape[DATA]
 
@@ -118,7 +123,11 @@ def _check_mesh(fn: str, mesh: Any, axis: str) -> None:
 
 
 def check_batch_size(fn: str, batch_size: int, mesh: Mesh) -> None:
-    """Raise ``ValueError`` (naming ``fn``) unless ``batch_size`` splits evenly over ``'data'``."""
+    """Raise ``ValueError`` (naming ``fn``) unless ``batch_size`` splits evenly over ``'data'``.
+
+    PyTorch has no such check: ``DistributedSampler`` pads or drops examples instead, and
+    ``Shard(dim)`` of a ``DTensor`` accepts uneven pieces.
+    """
     _check_mesh(fn, mesh, DATA)
     devices = mesh.shape[DATA]
     if batch_size % devices:
@@ -159,18 +168,25 @@ def shard_batch(tree: PyTree, mesh: Mesh, axis: int = 0) -> PyTree:
     PyTorch equivalent: ``distribute_tensor(t, mesh, [Shard(axis)])``.
     Every process passes the whole global batch (the same values); use
     :func:`global_batch` when each process holds only its own piece. Index batches
-    ``(steps, B)`` for :func:`jaxnet.train.make_train_loop` take ``axis=1``.
+    ``(steps, B)`` for :func:`jaxnet.train.make_train_loop` take ``axis=1``. A negative
+    ``axis`` counts from each leaf's last axis (``-1`` is the last).
     """
     _check_mesh("shard_batch", mesh, DATA)
-    for leaf in jax.tree.leaves(tree):
-        if np.ndim(leaf) <= axis:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"shard_batch: axis must be an int, got {type(axis).__name__}")
+
+    def sharding(leaf: Any) -> NamedSharding:
+        rank = np.ndim(leaf)
+        if not -rank <= axis < rank:
             raise ValueError(
-                f"shard_batch: batch axis {axis} needs arrays of rank > {axis}, "
-                f"got shape {np.shape(leaf)}"
+                f"shard_batch: batch axis {axis} is out of range for an array of rank {rank}, "
+                f"shape {np.shape(leaf)}"
             )
         check_batch_size("shard_batch", np.shape(leaf)[axis], mesh)
-    sharding = NamedSharding(mesh, PartitionSpec(*[None] * axis, DATA))  # B over 'data'
-    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
+        return NamedSharding(mesh, PartitionSpec(*[None] * (axis % rank), DATA))  # B on 'data'
+
+    shardings = jax.tree.map(sharding, tree)  # every leaf checked before any is placed
+    return jax.tree.map(_place, tree, shardings)
 
 
 def global_batch(local_tree: PyTree, mesh: Mesh) -> PyTree:
@@ -182,16 +198,10 @@ def global_batch(local_tree: PyTree, mesh: Mesh) -> PyTree:
     device holds ``B / data_size(mesh)`` of them. On one process this equals
     :func:`shard_batch`.
     """
-    check_batch_size("global_batch", jax.process_count() * _leading(local_tree), mesh)
+    local = num_examples("global_batch", local_tree)
+    check_batch_size("global_batch", jax.process_count() * local, mesh)
     sharding = NamedSharding(mesh, PartitionSpec(DATA))
     return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, a), local_tree)
-
-
-def _leading(tree: PyTree) -> int:
-    sizes = {np.shape(leaf)[0] for leaf in jax.tree.leaves(tree)}
-    if len(sizes) != 1:
-        raise ValueError(f"global_batch: leaves need one leading size, got {sorted(sizes)}")
-    return sizes.pop()
 
 
 def shard_params(tree: PyTree, mesh: Mesh, min_size: int = 1 << 18) -> PyTree:

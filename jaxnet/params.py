@@ -109,35 +109,37 @@ def load_state_dict(
     may be numpy arrays or torch tensors. With ``strict=True`` (torch's default) missing
     and unexpected keys are errors; with ``strict=False`` missing keys keep the template's
     value and unexpected ones are ignored, as in torch. Keys torch lists for tied layers
-    at later positions are expected when ``model`` is given (they must equal the stored
-    value). Every problem is reported in one ``ValueError``; nothing loads if there is any.
+    at later positions are expected when ``model`` is given, and are missing keys under
+    ``strict=True`` as in torch; they must hold the same value as their first position
+    (torch would keep the last one), and with ``strict=False`` any of them loads the tied
+    parameter. Every problem is reported in one ``ValueError``; nothing loads if there
+    is any.
     """
     template = _flatten(params)
-    aliases = _alias_names(template, model) if model is not None else {}
+    # Every key torch's state_dict has, mapped to the stored name it loads into.
+    sources = {name: name for name in template}
+    if model is not None:
+        sources.update(_alias_names(template, model))
     problems: list[str] = []
     loaded: dict[str, np.ndarray] = {}
-    for name, target in template.items():
-        if name not in state_dict:
+    for key in sorted(sources, key=_torch_order):
+        name, target = sources[key], template[sources[key]]
+        if key not in state_dict:
             if strict:
-                problems.append(f"missing key {name!r}")
+                problems.append(f"missing key {key!r}")
             continue
-        value = _to_numpy(state_dict[name])
+        value = _to_numpy(state_dict[key])
         if value.shape != tuple(target.shape) or value.dtype != target.dtype:
             problems.append(
-                f"{name!r}: expected {target.dtype}{list(target.shape)}, "
+                f"{key!r}: expected {target.dtype}{list(target.shape)}, "
                 f"got {value.dtype}{list(value.shape)}"
             )
-            continue
-        loaded[name] = value
-    for name in state_dict:
-        if name in template:
-            continue
-        if name in aliases:
-            stored = aliases[name]
-            if stored in loaded and not np.array_equal(_to_numpy(state_dict[name]), loaded[stored]):
-                problems.append(f"{name!r} is tied to {stored!r} but holds a different value")
-        elif strict:
-            problems.append(f"unexpected key {name!r}")
+        elif name not in loaded:
+            loaded[name] = value
+        elif not np.array_equal(value, loaded[name], equal_nan=True):
+            problems.append(f"{key!r} is tied to {name!r} but holds a different value")
+    if strict:
+        problems += [f"unexpected key {key!r}" for key in state_dict if key not in sources]
     if problems:
         raise ValueError("load_state_dict: " + "; ".join(problems))
     merged = {tuple(name.split(".")): loaded.get(name, value) for name, value in template.items()}

@@ -571,7 +571,7 @@ TORCH_TO_JAX: tuple[Correspondence, ...] = (
 
 
 def format_table(rows: Sequence[Correspondence] = TORCH_TO_JAX) -> str:
-    """``rows`` as a Markdown table: PyTorch | JAX | difference."""
+    """``rows`` as a Markdown table: PyTorch | JAX | difference (no PyTorch equivalent)."""
     lines = ["| PyTorch | JAX | difference |", "|---|---|---|"]
     lines += [f"| `{r.torch}` | `{r.jax}` | {r.note} |" for r in rows]
     return "\n".join(lines)

@@ -40,6 +40,8 @@ from tqdm.auto import tqdm
 
 from jaxnet import parallel
 from jaxnet.datasets import batch_order
+from jaxnet.datasets.batching import num_examples
+from jaxnet.optim._checks import check_positive_int
 
 NAN_POLICIES = ("stop", "skip")
 
@@ -48,6 +50,8 @@ NAN_POLICIES = ("stop", "skip")
 class TrainState:
     """Everything training changes, as one pytree: params, optimiser state, step, key.
 
+    PyTorch equivalent: the model's and the optimizer's ``state_dict()`` together (plus
+    the epoch counter and the generator seeding the ``DataLoader``), as one value.
     ``step`` counts the updates applied (a step dropped by ``nan_policy="skip"`` does
     not count).
 
@@ -81,7 +85,11 @@ def _copy(tree: Any) -> Any:
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training met a NaN or inf loss or gradient; ``state`` holds the last finite parameters."""
+    """Training met a NaN or inf loss or gradient; ``state`` holds the last finite parameters.
+
+    PyTorch has no counterpart: a torch loop trains on through NaN unless it checks
+    ``torch.isfinite(loss)`` itself (``torch.autograd.detect_anomaly`` finds NaN gradients).
+    """
 
     def __init__(self, message: str, state: TrainState):
         super().__init__(message)
@@ -157,6 +165,9 @@ def make_train_step(
 ) -> Callable:
     """A jitted ``step(state, batch) -> (state, metrics)``; ``state`` is donated.
 
+    PyTorch equivalent: one iteration of the loop body, ``loss = loss_fn(model, batch);
+    optimizer.zero_grad(); loss.backward(); optimizer.step()``.
+
     ``loss_fn(params, batch)`` returns the scalar loss (or ``(loss, metrics_dict)`` with
     ``has_aux=True``). ``metrics`` holds ``"loss"`` and the aux entries. With
     ``nan_policy="skip"`` a step whose loss or gradients are not finite leaves params and
@@ -175,7 +186,9 @@ def train_loop(
 ) -> Callable:
     """The un-jitted ``loop(state, data, index_batches) -> (state, metrics)``.
 
-    :func:`make_train_loop` compiles it; :mod:`jaxnet.ensemble` vmaps it first.
+    PyTorch equivalent: the ``for idx in batch_sampler:`` loop over the train step, as a
+    function to transform. :func:`make_train_loop` compiles it; :mod:`jaxnet.ensemble`
+    vmaps it first.
     """
     update = _update_fn(loss_fn, optimizer, has_aux, nan_policy)
 
@@ -200,7 +213,9 @@ def make_train_loop(
     ``data`` is a pytree of device arrays with a leading example axis; ``index_batches``
     is an int array ``(steps, batch_size)``. Step ``i`` trains on ``data[index_batches[i]]``
     (gathered on the device inside the loop). ``metrics`` entries are stacked over
-    steps. This is the compiled epoch; ``state`` is donated.
+    steps. This is the compiled epoch; ``state`` is donated. PyTorch equivalent: one
+    epoch's ``for x, y in loader:`` loop, with ``DataLoader(dataset,
+    batch_sampler=index_batches)``.
     """
     return jax.jit(train_loop(loss_fn, optimizer, has_aux, nan_policy), donate_argnums=0)
 
@@ -229,10 +244,9 @@ def make_full_batch_loop(
     XLA's CPU runtime executes sequentially (measured on the seed's regression: 1.5-2x
     faster than one 1000-step loop). ``unroll`` is ``lax.scan``'s, applied within a
     block. ``metrics`` entries are stacked over all ``steps``. ``state`` is donated.
+    PyTorch equivalent: ``for _ in range(steps):`` the train step on the whole data set.
     """
-    for name, value in (("steps", steps), ("unroll", unroll)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"make_full_batch_loop: {name}={value!r} must be a positive int")
+    check_positive_int("make_full_batch_loop", steps=steps, unroll=unroll)
     update = _update_fn(loss_fn, optimizer, has_aux, nan_policy)
     block = -(-steps // -(-steps // _FULL_BATCH_BLOCK))  # even blocks of <= 128 steps
     blocks, rest = divmod(steps, block)
@@ -252,15 +266,21 @@ def make_full_batch_loop(
     return jax.jit(loop, donate_argnums=0)
 
 
+_EVAL_BATCH = 10_000
+
+
 def evaluate(
-    metric_fn: Callable, params: Any, data: Any, batch_size: int = 10_000
+    metric_fn: Callable, params: Any, data: Any, batch_size: int = _EVAL_BATCH
 ) -> dict[str, float]:
     """Means over a whole data set of ``metric_fn(params, batch) -> {name: (B,) values}``.
 
     PyTorch equivalent: the ``with torch.no_grad(): for x, y in test_loader: ...`` loop
-    summing correct predictions. Every example counts once (no dropped last batch).
+    summing correct predictions. Every example counts once (no dropped last batch), so
+    each metric must give one value per example: a batch mean would be weighted wrongly.
     """
-    n = _num_examples("evaluate", data)
+    check_positive_int("evaluate", batch_size=batch_size)
+    n = num_examples("evaluate", data)
+    _check_metrics("evaluate", metric_fn, params, data, min(batch_size, n))
     compiled = jax.jit(metric_fn)
     totals: dict[str, float] = {}
     for start in range(0, n, batch_size):
@@ -268,6 +288,25 @@ def evaluate(
         for name, values in compiled(params, batch).items():
             totals[name] = totals.get(name, 0.0) + float(jnp.sum(values))
     return {name: total / n for name, total in totals.items()}
+
+
+def _check_metrics(caller: str, metric_fn: Callable, params: Any, data: Any, size: int) -> None:
+    """``metric_fn`` on the first ``size`` examples of ``data`` returns a dict holding one
+    value per example under each name (traced by ``jax.eval_shape``, nothing compiled)."""
+    metrics = jax.eval_shape(metric_fn, params, jax.tree.map(lambda a: a[:size], data))
+    if not isinstance(metrics, dict):
+        kind = "an array" if isinstance(metrics, jax.ShapeDtypeStruct) else type(metrics).__name__
+        raise TypeError(
+            f"{caller}: metric_fn must return a dict {{name: (B,) per-example values}}, got {kind}"
+        )
+    for name, values in metrics.items():
+        shape = getattr(values, "shape", None)
+        if shape != (size,):
+            raise ValueError(
+                f"{caller}: metric {name!r} must hold one value per example, shape ({size},) "
+                f"for a batch of {size}, got shape {shape} (a batch mean would be weighted "
+                "wrongly)"
+            )
 
 
 def fit(
@@ -289,12 +328,22 @@ def fit(
 ) -> tuple[TrainState, dict[str, Any]]:
     """Train for ``epochs`` over shuffled mini-batches; returns ``(state, history)``.
 
+    PyTorch equivalent: the hand-written ``for epoch in range(epochs):`` loop over a
+    shuffled ``DataLoader(drop_last=True)``, evaluating after each epoch (what
+    Lightning's ``Trainer.fit`` or Keras' ``model.fit`` package).
+
+    ``state`` is consumed: its buffers are donated to the compiled steps and deleted, so
+    neither ``state`` nor its leaves (``state.params``, ...) can be read after the call.
+    Use the returned state (a :class:`NonFiniteLossError` carries the last finite one),
+    or pass a copy to keep the original.
+
     Each epoch's batch order is ``datasets.batch_order(fold_in(state.key, epoch), ...)``
     (last partial batch dropped; ``shuffle=False`` keeps the data's order). An epoch
     runs as a few compiled calls of :func:`train_loop` so the tqdm bar (loss in its
-    postfix) moves ``updates_per_epoch_bar`` times. After each epoch ``metric_fn`` is evaluated on
-    ``eval_data``. ``history`` holds per-step losses, per-epoch mean loss and metrics,
-    the compile time and the training time (without compilation).
+    postfix) moves ``updates_per_epoch_bar`` times. After each epoch ``metric_fn`` is
+    evaluated on ``eval_data`` (:func:`evaluate`); give both or neither. ``history`` holds
+    per-step losses, per-epoch mean loss and metrics, the compile time and the training
+    time (without compilation).
 
     With a ``mesh`` (:func:`jaxnet.parallel.make_mesh`) training is data parallel: the
     state and the data sets are replicated on its devices and each index batch is split
@@ -302,11 +351,16 @@ def fit(
     On several hosts every process passes the same arguments and the whole data set.
     """
     _check_policy(nan_policy)
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"fit: {epochs=} and {batch_size=} must be >= 1")
-    n = _num_examples("fit", train_data)
+    check_positive_int("fit", epochs=epochs, batch_size=batch_size)
+    if (metric_fn is None) != (eval_data is None):
+        given, missing = (
+            ("metric_fn", "eval_data") if eval_data is None else ("eval_data", "metric_fn")
+        )
+        raise ValueError(f"fit: {given} was given without {missing}; evaluation needs both")
+    n = num_examples("fit: train_data", train_data)
     if eval_data is not None:
-        _num_examples("fit", eval_data)
+        n_eval = num_examples("fit: eval_data", eval_data)
+        _check_metrics("fit", metric_fn, state.params, eval_data, min(_EVAL_BATCH, n_eval))
     steps = n // batch_size
     if steps == 0:
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
@@ -369,7 +423,7 @@ def fit(
         epoch_losses = np.concatenate(losses)
         history["step_loss"].extend(epoch_losses.tolist())
         history["epoch_loss"].append(float(np.nanmean(epoch_losses)))
-        if metric_fn is not None and eval_data is not None:
+        if metric_fn is not None:
             history["eval"].append(evaluate(metric_fn, state.params, eval_data))
             bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.4f}", **history["eval"][-1])
         bar.close()
@@ -409,19 +463,6 @@ def _finish_chunk(
     bar.update(len(indices))
     bar.set_postfix(loss=f"{losses[-1]:.4f}")
     return losses
-
-
-def _num_examples(caller: str, data: Any) -> int:
-    """The common leading length of every array in ``data``; a mismatch is an error
-    (JAX's gather would clamp the missing rows' indices silently)."""
-    lengths = {tuple(path): jnp.shape(leaf)[:1] for path, leaf in jax.tree.leaves_with_path(data)}
-    if not lengths or () in lengths.values() or len(set(lengths.values())) != 1:
-        shown = {jax.tree_util.keystr(path): shape for path, shape in lengths.items()}
-        raise ValueError(
-            f"{caller}: every data array needs the same number of examples on axis 0, "
-            f"got leading shapes {shown}"
-        )
-    return next(iter(lengths.values()))[0]
 
 
 def _nonfinite_message(loss: float, step: int, batch: int, epoch: int) -> str:

@@ -1,5 +1,6 @@
 """jaxnet.checkpoint: torch interop, bit-exact round trips, corrupt files, atomic writes."""
 
+import hashlib
 import json
 import os
 import pickle
@@ -385,6 +386,53 @@ def test_crafted_body_is_valid():
     np.testing.assert_array_equal(loaded["0.weight"], np.arange(6, dtype=np.float32).reshape(2, 3))
 
 
+def payload_start(data):
+    """Offset of the tensor bytes: after the 8-byte length and the JSON header."""
+    return 8 + struct.unpack("<Q", data[:8])[0]
+
+
+def saved_file(tmp_path, kind):
+    """A small weights or state file and the loader (with its template) that reads it."""
+    path = tmp_path / f"{kind}.safetensors"
+    if kind == "weights":
+        save_weights(path, tiny_params())
+        return path, lambda: load_weights(path, like=tiny_params())
+    state = {"params": tiny_params(), "opt": optax.adam(1e-3).init(tiny_params()), "step": 3}
+    save_state(path, state)
+    return path, lambda: load_state(path, like=state)
+
+
+@pytest.mark.parametrize("kind", ["weights", "state"])
+def test_stored_digest_is_sha256_of_the_tensors(tmp_path, kind):
+    """The recorded digest, recomputed with hashlib over the tensors in name order."""
+    path, _ = saved_file(tmp_path, kind)
+    digest = hashlib.sha256()
+    for name, array in sorted(safetensors.numpy.load_file(path).items()):
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode() + array.tobytes())
+    with safetensors.safe_open(path, framework="np") as f:
+        assert f.metadata()["tensors_sha256"] == digest.hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["weights", "state"])
+def test_damaged_tensor_bytes_are_rejected(tmp_path, kind):
+    path, load = saved_file(tmp_path, kind)
+    data = path.read_bytes()
+    damaged = {  # offset of the first changed byte -> file
+        len(data) - 4: data[:-4] + struct.pack("<f", np.nan),  # a NaN over the last float
+        **{
+            i: data[:i] + bytes([data[i] ^ 1]) + data[i + 1 :]  # every single bit flip
+            for i in range(payload_start(data), len(data))
+        },
+    }
+    for offset, bad in damaged.items():
+        path.write_bytes(bad)
+        with pytest.raises(CheckpointError, match="is corrupt: its tensors have SHA-256") as info:
+            load()
+        assert repr(str(path)) in str(info.value), offset
+    path.write_bytes(data)
+    load()
+
+
 def test_torch_save_zip_is_rejected(tmp_path, params):
     path = tmp_path / "model.safetensors"
     torch.save(torch_twin().state_dict(), path)
@@ -491,6 +539,18 @@ def test_unstorable_leaves_are_refused(tmp_path):
 # --- atomic writes ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("save", [save_weights, save_state])
+def test_save_into_missing_folder_names_the_target(tmp_path, save):
+    path = tmp_path / "nodir" / "x.safetensors"
+    with pytest.raises(FileNotFoundError) as info:
+        save(path, tiny_params())
+    message = str(info.value)
+    assert f"{save.__name__}: cannot write {str(path)!r}" in message
+    assert f"the folder {str(tmp_path / 'nodir')!r} does not exist" in message
+    assert ".tmp" not in message
+    assert listing(tmp_path) == []
+
+
 def fail_os_call(monkeypatch, name):
     """Make ``os.<name>`` raise; ``write`` first writes half its buffer (a disk filling up)."""
     real_write = os.write
@@ -578,3 +638,14 @@ def test_sigkill_mid_write_keeps_previous_file(tmp_path):
     assert np.asarray(loaded["0"]["weight"]).tobytes() == old["0"]["weight"].tobytes()
     # A killed process cannot clean up: its partial file stays hidden beside the target.
     assert stray.startswith(".w.safetensors.") and stray.endswith(".tmp")
+
+
+def test_equal_checkpoints_are_equal_bytes(tmp_path, params):
+    """The header is sorted: safetensors alone writes its metadata in hash order."""
+    state = {"params": params, "step": np.int32(3), "key": jax.random.key(0)}
+    for save in (save_weights, save_state):
+        data = set()
+        for i in range(8):
+            save(tmp_path / f"{i}.safetensors", params if save is save_weights else state)
+            data.add((tmp_path / f"{i}.safetensors").read_bytes())
+        assert len(data) == 1

@@ -36,7 +36,7 @@ import torch
 from jax.sharding import AxisType, Mesh
 
 import jaxnet
-from jaxnet import nn, optim, train
+from jaxnet import nn, optim, parallel, train
 from jaxnet.checkpoint import CheckpointError, load_state, load_weights, save_state, save_weights
 from jaxnet.datasets import (
     MNISTFormatError,
@@ -533,6 +533,18 @@ def saved_state() -> str:
     return "state.safetensors"
 
 
+def damaged_weights() -> str:
+    """A whole safetensors file whose last tensor byte was flipped after saving."""
+    data = bytearray(Path(saved_weights()).read_bytes())
+    data[-1] ^= 1
+    return write("model.safetensors", bytes(data))
+
+
+def batch_mse(params, batch):
+    """A metric that wrongly returns the batch mean instead of one value per example."""
+    return {"mse": F.mse_loss(SMALL.apply(params, batch[0]), batch[1])}
+
+
 # Row id of docs/errors.md -> what triggers that row's error, run in an empty temporary
 # working directory.
 TRIGGERS = {
@@ -540,10 +552,16 @@ TRIGGERS = {
     "linear-width": lambda: nn.Linear(784, 256).apply({}, jnp.zeros((512, 28, 28))),
     "linear-rank": lambda: nn.Linear(3, 2).apply({}, jnp.float32(1.0)),
     "linear-size": lambda: nn.Linear(784, -256),
+    "linear-params": lambda: nn.Linear(4, 3).apply(
+        {"weight": jnp.zeros((3, 5)), "bias": jnp.zeros(3)}, jnp.zeros((2, 4))
+    ),
     "encoding-width": lambda: nn.PositionalEncoding(3, 10).apply({}, jnp.zeros((1024, 2))),
     "encoding-args": lambda: nn.PositionalEncoding(3, num_freqs=-1),
     "flatten-dims": lambda: nn.Flatten(2, 1).apply({}, jnp.zeros((2, 3, 4))),
     "sequential-child": lambda: nn.Sequential(nn.Linear(2, 2), F.relu),
+    "sequential-position": lambda: SMALL.apply(nn.MLP(4, [7], 2).init(KEY), jnp.zeros((2, 4))),
+    "sequential-params": lambda: SMALL.apply({}, jnp.zeros((2, 4))),
+    "mlp-args": lambda: nn.MLP(4, 8, 2),
     "immutable": lambda: setattr(nn.Linear(2, 2), "in_features", 3),
     # losses
     "loss-shape": lambda: F.mse_loss(jnp.zeros((4, 1)), jnp.zeros(4)),
@@ -555,6 +573,7 @@ TRIGGERS = {
     "labels-concrete": lambda: F.cross_entropy(jnp.zeros((3, 10)), jnp.array([0, 10, -1])),
     "labels-traced": lambda: jax.jit(F.cross_entropy)(jnp.zeros((3, 10)), jnp.array([0, 10, 2])),
     "one-hot": lambda: one_hot(jnp.array([3, 10])),
+    "one-hot-classes": lambda: one_hot(jnp.array([0, 1]), 0),
     "reduction": lambda: F.mse_loss(jnp.zeros(3), jnp.zeros(3), reduction="avg"),
     "label-smoothing": lambda: F.cross_entropy(
         jnp.zeros((2, 3)), jnp.array([0, 1]), label_smoothing=1.5
@@ -570,10 +589,13 @@ TRIGGERS = {
     "betas": lambda: optim.Adam(betas=(0.9, 1.0)),
     "nesterov": lambda: optim.SGD(0.1, nesterov=True),
     "weight-decay": lambda: optim.AdamW(weight_decay=-0.01),
+    "hyper-nan": lambda: optim.Adam(float("nan")),
+    "hyper-type": lambda: optim.SGD(0.1, momentum="0.9"),
     "step-size": lambda: lr_scheduler.StepLR(0.1, step_size=0),
     "milestones": lambda: lr_scheduler.MultiStepLR(0.1, milestones=[30, 10]),
     "gamma": lambda: lr_scheduler.ExponentialLR(0.1, gamma=0.0),
     "anneal": lambda: lr_scheduler.OneCycleLR(0.1, 100, anneal_strategy="cosine"),
+    "one-cycle-div": lambda: lr_scheduler.OneCycleLR(0.1, 100, div_factor=0),
     "schedules": lambda: lr_scheduler.SequentialLR(
         [lr_scheduler.StepLR(0.1, 10), lr_scheduler.ExponentialLR(0.1, 0.9)], milestones=[]
     ),
@@ -606,6 +628,7 @@ TRIGGERS = {
     "csv-value": lambda: read_csv(write("mnist_train.csv", mnist_csv({(1, 5): "256"}))),
     "csv-label": lambda: read_csv(write("mnist_train.csv", mnist_csv({(1, 0): "10"}))),
     "csv-empty": lambda: read_csv(write("mnist_train.csv", b"")),
+    "csv-header-only": lambda: read_csv(write("mnist_train.csv", b"label,pixel0\n")),
     "cache-checksum": lambda: cache.read_arrays(tampered_cache(), ["train_images"]),
     "cache-pickle": lambda: cache.read_arrays(
         write("mnist.npz", npz_bytes({"train_images.npy": npy_bytes(np.array([{}], object))})),
@@ -624,6 +647,7 @@ TRIGGERS = {
     "ckpt-header": lambda: load_weights(
         write("model.safetensors", state_file(b"{not json}")), small_params()
     ),
+    "ckpt-payload": lambda: load_weights(damaged_weights(), small_params()),
     "ckpt-template": lambda: load_weights(saved_weights(), wider_params()),
     "ckpt-kind": lambda: load_state(saved_weights(), {"params": small_params()}),
     "ckpt-state-template": lambda: load_state(saved_state(), {"params": {}}),
@@ -635,13 +659,20 @@ TRIGGERS = {
         "model.safetensors", {"0": {"weight": jnp.ones((2, 2), jnp.bfloat16)}}
     ),
     "ckpt-interrupted": interrupted_save,
+    "ckpt-no-folder": lambda: save_weights("nodir/model.safetensors", small_params()),
     # training
     "nan-loss": lambda: fit_small(nan_data()),
     "nan-policy": lambda: train.make_train_loop(lambda p, b: 0.0, optim.SGD(0.1), nan_policy="x"),
     "fit-batch": lambda: fit_small((np.ones((32, 4)), np.ones((32, 2))), batch_size=64),
+    "fit-args": lambda: train.fit(None, None, None, None, epochs=1.5, batch_size=8),
+    "fit-eval": lambda: fit_small((np.ones((32, 4)), np.ones((32, 2))), metric_fn=batch_mse),
+    "metric-shape": lambda: train.evaluate(
+        batch_mse, small_params(), (np.ones((8, 4)), np.ones((8, 2))), batch_size=8
+    ),
     "batch-devices": lambda: fit_small(
         (np.ones((32, 4)), np.ones((32, 2))), batch_size=9, mesh=two_device_mesh()
     ),
+    "shard-axis": lambda: parallel.shard_batch(np.zeros((2, 3)), two_device_mesh(), axis=-5),
 }
 
 NO_ERROR = "—"  # the error column of rows documenting a result, not an exception

@@ -10,6 +10,7 @@ import torch
 
 import jaxnet
 from jaxnet import nn
+from jaxnet.nn import functional as F
 
 F64 = {"rtol": 1e-12, "atol": 1e-12}
 F32 = {"rtol": 1e-5, "atol": 1e-5}  # float32 sums of ~1000 products
@@ -120,6 +121,46 @@ def test_linear_wrong_width_names_layer_and_shapes():
         layer.apply(params, jnp.float32(1.0))
 
 
+@pytest.mark.parametrize(
+    ("bias", "params", "message"),
+    [
+        (
+            True,
+            {"weight": (3, 5), "bias": (3,)},
+            r"expected weight of shape \(3, 4\), got shape \(3, 5\)",
+        ),
+        (
+            True,
+            {"weight": (4, 3), "bias": (3,)},
+            r"expected weight of shape \(3, 4\), got shape \(4, 3\)",
+        ),
+        (
+            True,
+            {"weight": (3, 4), "bias": (4,)},
+            r"expected bias of shape \(3,\), got shape \(4,\)",
+        ),
+        (
+            True,
+            {"weight": (3, 4)},
+            r"expected params with keys \['weight', 'bias'\], got \['weight'\]",
+        ),
+        (False, {"weight": (3, 4), "bias": (3,)}, r"expected params with keys \['weight'\], got"),
+    ],
+    ids=["weight-in", "weight-transposed", "bias", "missing-bias", "unexpected-bias"],
+)
+def test_linear_refuses_params_torch_cannot_load(bias, params, message):
+    """Params torch's load_state_dict refuses (size mismatch, missing or unexpected key)."""
+    t_layer = torch.nn.Linear(4, 3, bias=bias)
+    state = {name: torch.zeros(shape) for name, shape in params.items()}
+    with pytest.raises(RuntimeError, match=r"size mismatch|Missing key|Unexpected key"):
+        t_layer.load_state_dict(state)
+    layer = nn.Linear(4, 3, bias=bias)
+    arrays = {name: jnp.zeros(shape) for name, shape in params.items()}
+    for apply in (layer.apply, jax.jit(layer.apply)):
+        with pytest.raises(ValueError, match=r"^Linear\(4 -> 3\) " + message):
+            apply(arrays, jnp.zeros((2, 4)))
+
+
 @pytest.mark.parametrize("bad", [-1, 2.5, True])
 def test_linear_rejects_bad_sizes(bad):
     with pytest.raises(ValueError, match="in_features"):
@@ -206,6 +247,74 @@ def test_sequential_more_than_ten_children_keep_torch_order():
     assert [n for n, _ in jaxnet.named_parameters(params)] == [
         n for n, _ in theirs.named_parameters()
     ]
+
+
+def test_mlp_blames_the_layer_whose_params_are_wrong():
+    """Params of MLP(4, [7], 2) in MLP(4, [8], 2): torch's load_state_dict names layer 0."""
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    other = torch.nn.Sequential(torch.nn.Linear(4, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2))
+    with pytest.raises(RuntimeError, match=r"size mismatch for 0\.weight"):
+        theirs.load_state_dict(other.state_dict())
+    params = nn.MLP(4, [7], 2).init(jax.random.key(0))
+    with pytest.raises(
+        ValueError,
+        match=r"^MLP\[0\]: Linear\(4 -> 8\) expected weight of shape \(8, 4\), got shape \(7, 4\)$",
+    ):
+        nn.MLP(4, [8], 2).apply(params, jnp.zeros((2, 4)))
+
+
+def test_sequential_errors_name_the_position():
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    params = net.init(jax.random.key(0))
+    params["2"] = {"weight": jnp.zeros((4, 5)), "bias": jnp.zeros(4)}
+    with pytest.raises(ValueError, match=r"^Sequential\[2\]: Linear\(4 -> 4\) expected weight"):
+        net.apply(params, jnp.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"^Sequential\[0\]: Linear\(4 -> 4\) expected input"):
+        jax.jit(net.apply)(net.init(jax.random.key(0)), jnp.zeros((2, 5)))
+    nested = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Tanh(), nn.Flatten(3)))
+    with pytest.raises(ValueError, match=r"^Sequential\[1\]: Sequential\[1\]: Flatten\(start"):
+        nested.apply(nested.init(jax.random.key(0)), jnp.zeros((2, 4)))
+
+
+def test_sequential_names_a_missing_params_entry():
+    with pytest.raises(
+        ValueError,
+        match=r"^MLP\[0\]: Linear has parameters but params has no entry '0', got keys \[\]$",
+    ):
+        nn.MLP(4, [8], 2).apply({}, jnp.zeros((2, 4)))
+    nested = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Tanh(), nn.Linear(4, 4)))
+    params = nested.init(jax.random.key(0))
+    del params["1"]
+    with pytest.raises(
+        ValueError,
+        match=r"^Sequential\[1\]: Sequential has parameters but params has no entry '1', "
+        r"got keys \['0'\]",
+    ):
+        jax.jit(nested.apply)(params, jnp.zeros((2, 4)))
+    shared = nn.Linear(4, 4)
+    tied = nn.Sequential(shared, nn.ReLU(), shared)
+    with pytest.raises(ValueError, match=r"^Sequential\[0\]: .* no entry '0'"):
+        tied.apply({}, jnp.zeros((2, 4)))
+
+
+def test_mlp_refuses_a_width_for_the_hidden_list():
+    with pytest.raises(
+        TypeError, match=r"^MLP: hidden_features must be a sequence of widths.* got int 8$"
+    ):
+        nn.MLP(4, 8, 2)
+
+
+def test_mlp_activation_is_a_layer_class():
+    """torchvision.ops.MLP's activation_layer is also a class (``nn.ReLU``), called per layer."""
+    assert isinstance(nn.MLP(4, [8], 2, activation=nn.Tanh)[1], nn.Tanh)
+    with pytest.raises(
+        TypeError, match=r"^MLP: activation must be a layer class such as nn.ReLU .* got ReLU\(\): "
+    ):
+        nn.MLP(4, [8], 2, activation=nn.ReLU())
+    with pytest.raises(TypeError, match=r"^MLP: activation .*: relu\(\) missing 1 required"):
+        nn.MLP(4, [8], 2, activation=F.relu)
+    with pytest.raises(TypeError, match=r"^MLP: child 1 \(function\) needs init\(key\)"):
+        nn.MLP(4, [8], 2, activation=lambda: F.relu)
 
 
 def test_sequential_rejects_non_layers():

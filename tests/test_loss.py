@@ -138,6 +138,16 @@ def test_layers_are_immutable_and_repr_their_options():
     assert repr(criterion) == "CrossEntropyLoss(ignore_index=2, label_smoothing=0.1)"
 
 
+def test_repr_leaves_out_options_equal_to_their_default():
+    """Compared by value: -100 and 0.0 built at run time are not the default objects."""
+    ignore_index, smoothing = int("-100"), float("0.0")
+    assert repr(L.CrossEntropyLoss(ignore_index=ignore_index, label_smoothing=smoothing)) == (
+        "CrossEntropyLoss()"
+    )
+    assert repr(L.NLLLoss(weight=None, reduction="".join(["me", "an"]))) == "NLLLoss()"
+    assert repr(L.BCELoss(reduction="sum")) == "BCELoss(reduction='sum')"
+
+
 def test_call_errors_name_the_functional_form():
     with pytest.raises(ValueError, match=r"mse_loss: .*input \(4, 1\) and target \(4,\)"):
         L.MSELoss()(jnp.zeros((4, 1)), jnp.zeros(4))

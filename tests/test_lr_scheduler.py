@@ -213,7 +213,10 @@ def test_cosine_keeps_torch_period_unlike_optax():
     ("make", "error", "match"),
     [
         (lambda: sched.StepLR(0.1, 0), ValueError, r"StepLR: step_size=0 must be a positive int"),
-        (lambda: sched.StepLR(0.1, 2.5), ValueError, r"StepLR: step_size=2\.5 must be a positive"),
+        (lambda: sched.StepLR(0.1, 2.5), TypeError, r"StepLR: step_size=2\.5 must be a positive"),
+        (lambda: sched.StepLR(0.1, 5, gamma="0.5"), TypeError, r"StepLR: gamma must be a float"),
+        (lambda: sched.StepLR(0.1, 5, gamma=math.nan), ValueError, r"StepLR: gamma=nan must be"),
+        (lambda: sched.MultiStepLR(0.1, [2.0]), TypeError, r"MultiStepLR: milestones\[0\]=2\.0"),
         (lambda: sched.StepLR(-0.1, 5), ValueError, r"StepLR: lr=-0\.1 must be >= 0"),
         (lambda: sched.StepLR(0.1, 5, gamma=0.0), ValueError, r"StepLR: gamma=0\.0 must be > 0"),
         (
@@ -238,6 +241,31 @@ def test_cosine_keeps_torch_period_unlike_optax():
         (lambda: sched.LinearLR(0.1, total_iters=0), ValueError, r"LinearLR: total_iters=0 must"),
         (lambda: sched.OneCycleLR(0.1, 0), ValueError, r"OneCycleLR: total_steps=0 must"),
         (lambda: sched.OneCycleLR(-0.1, 10), ValueError, r"OneCycleLR: max_lr=-0\.1 must be >= 0"),
+        (
+            lambda: sched.OneCycleLR(math.nan, 10),
+            ValueError,
+            r"OneCycleLR: max_lr=nan must be >= 0",
+        ),
+        (
+            lambda: sched.OneCycleLR(0.1, 10, div_factor=-25.0),
+            ValueError,
+            r"OneCycleLR: div_factor=-25\.0 must be > 0",
+        ),
+        (
+            lambda: sched.OneCycleLR(0.1, 10, pct_start=math.nan),
+            ValueError,
+            r"OneCycleLR: pct_start=nan must be",
+        ),
+        (
+            lambda: sched.LinearLR(0.1, start_factor="0.5"),
+            TypeError,
+            r"LinearLR: start_factor must be a float, got str",
+        ),
+        (
+            lambda: sched.CosineAnnealingLR(0.1, 10, eta_min=math.nan),
+            ValueError,
+            r"CosineAnnealingLR: eta_min=nan must be a number, not NaN",
+        ),
         (
             lambda: sched.OneCycleLR(0.1, 10, pct_start=1.5),
             ValueError,
@@ -277,3 +305,14 @@ def test_cosine_keeps_torch_period_unlike_optax():
 def test_invalid_arguments_raise(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("factor", ["div_factor", "final_div_factor"])
+def test_one_cycle_zero_div_factor_raises_value_error(factor):
+    """torch divides by the factor and raises ZeroDivisionError; jaxnet refuses it as a
+    bad value at construction."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ZeroDivisionError):
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10, **{factor: 0})
+    with pytest.raises(ValueError, match=rf"OneCycleLR: {factor}=0 must be > 0"):
+        sched.OneCycleLR(0.1, 10, **{factor: 0})

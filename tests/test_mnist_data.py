@@ -181,7 +181,7 @@ def _csv_error_cases():
 
     return [
         (b"", "empty file"),
-        (b"label,px\n", "no data"),
+        (b"label,px\n", "no data rows after the header, expected MNIST CSV rows"),
         (rows() + b"3,7\n", "number of columns changed from 785 to 2"),
         (b"1,2,3\n4,5,6\n", "expected 785 columns \\(label and 784 pixels\\), got 3"),
         (rows((1, 5, "x")), "could not convert string 'x' to uint8"),
@@ -199,6 +199,22 @@ def test_read_csv_rejects_bad_files(tmp_path, data, match):
     with pytest.raises(MNISTFormatError, match=match) as info:
         read_csv(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"label,px\n", "no data rows after the header, expected MNIST CSV rows"),
+        (b"label,px\n1,2,3\n4,5", "the last line has no newline (truncated file?)"),
+        (b"1,2,3\n4,5", "the last line has no newline (truncated file?)"),
+    ],
+)
+def test_read_csv_names_the_file_once(data, message):
+    """The error from the line reader passes through unchanged (no second prefix), and a
+    header-only stream is reported as such, without numpy's internals."""
+    with pytest.raises(MNISTFormatError) as info:
+        read_csv(io.BytesIO(data))
+    assert str(info.value) == f"<stream>: {message}"
 
 
 # ---------------------------------------------------------------- cache
@@ -563,6 +579,36 @@ def test_one_hot_matches_torch():
         one_hot(np.zeros(3, np.float32))
 
 
+def test_one_hot_infers_num_classes_like_torch():
+    labels = np.array([2, 0, 4, 4], np.int64)
+    expected = torch.nn.functional.one_hot(torch.from_numpy(labels), -1).float().numpy()
+    assert expected.shape == (4, 5)
+    np.testing.assert_array_equal(one_hot(labels, num_classes=-1), expected)
+    with pytest.raises(RuntimeError, match="Can not infer total number of classes"):
+        torch.nn.functional.one_hot(torch.zeros(0, dtype=torch.int64), -1)
+    with pytest.raises(ValueError, match="one_hot: num_classes=-1 cannot infer the class count"):
+        one_hot(np.zeros(0, np.int64), -1)
+    with pytest.raises(ValueError, match=r"num_classes=-1 .* unknown under jax.jit"):
+        jax.jit(lambda y: one_hot(y, -1))(labels)
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "error", "match"),
+    [
+        (0, ValueError, "one_hot: num_classes must be positive, or -1 to infer it from the "
+         "labels, got 0"),
+        (-2, ValueError, "or -1 to infer it from the labels, got -2"),
+        (2.0, TypeError, "one_hot: num_classes must be an int, got float"),
+    ],
+)  # fmt: skip
+def test_one_hot_refuses_bad_num_classes_like_torch(num_classes, error, match):
+    labels = np.array([0, 1, 1])
+    with pytest.raises(error, match=re.escape(match)):
+        one_hot(labels, num_classes)
+    with pytest.raises((RuntimeError, TypeError)):  # torch refuses them too
+        torch.nn.functional.one_hot(torch.from_numpy(labels), num_classes)
+
+
 # ---------------------------------------------------------------- batching
 
 
@@ -616,7 +662,13 @@ def test_batches_gather_on_device_in_batch_order(rng):
         np.testing.assert_array_equal(yb, idx)
         np.testing.assert_array_equal(xb, np.asarray(x)[idx])
     assert [yb.shape for _, yb in batches(key, x, y, 4, drop_last=True)] == [(4,), (4,)]
-    with pytest.raises(ValueError, match="batches expected x and y with the same leading size"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "batches: every data array needs the same number of examples on axis 0, "
+            "got shapes {\"['x']\": (10, 3), \"['y']\": (9,)}"
+        ),
+    ):
         batches(key, x, y[:9], 4)
 
 

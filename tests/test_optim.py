@@ -266,3 +266,67 @@ def test_update_is_pure_and_keeps_dtype():
 def test_invalid_hyperparameters_raise(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("Adam", {"lr": NAN}, r"Adam: lr=nan must be >= 0"),
+        ("Adam", {"eps": NAN}, r"Adam: eps=nan must be >= 0"),
+        ("Adam", {"weight_decay": NAN}, r"Adam: weight_decay=nan must be >= 0"),
+        ("Adam", {"betas": (NAN, 0.999)}, r"Adam: betas\[0\]=nan must be in \[0, 1\)"),
+        ("AdamW", {"weight_decay": NAN}, r"AdamW: weight_decay=nan must be >= 0"),
+        ("RMSprop", {"alpha": NAN}, r"RMSprop: alpha=nan must be in \[0, 1\]"),
+        ("RMSprop", {"momentum": NAN}, r"RMSprop: momentum=nan must be >= 0"),
+        ("Adagrad", {"lr_decay": NAN}, r"Adagrad: lr_decay=nan must be >= 0"),
+        ("Adagrad", {"initial_accumulator_value": NAN}, r"initial_accumulator_value=nan"),
+    ],
+)
+def test_nan_hyperparameters_raise_like_torch(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        getattr(optim, name)(**kwargs)
+    with pytest.raises(ValueError, match="Invalid"):  # torch refuses the same NaN
+        getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lr": NAN}, r"SGD: lr=nan must be >= 0"),
+        ({"momentum": NAN}, r"SGD: momentum=nan must be >= 0"),
+        ({"weight_decay": NAN}, r"SGD: weight_decay=nan must be >= 0"),
+        ({"momentum": 0.9, "dampening": NAN}, r"SGD: dampening=nan must be a number, not NaN"),
+    ],
+)
+def test_sgd_refuses_nan_that_torch_accepts(kwargs, match):
+    """torch's SGD checks ``lr < 0``, ``momentum < 0`` and ``weight_decay < 0``, which NaN
+    passes, and then steps to NaN parameters; jaxnet refuses NaN at construction."""
+    params = [torch.ones(2, requires_grad=True)]
+    opt = torch.optim.SGD(params, **{"lr": 0.1, **kwargs})
+    params[0].grad = torch.ones(2)
+    opt.step()
+    opt.step()  # the second step reads the (NaN) momentum buffer
+    assert torch.isnan(params[0]).all()
+    with pytest.raises(ValueError, match=match):
+        optim.SGD(**{"lr": 0.1, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("SGD", {"lr": 0.1, "momentum": "0.9"}, r"SGD: momentum must be a float, got str"),
+        ("Adam", {"betas": 0.9}, r"Adam: betas must be a pair \(beta1, beta2\), got float"),
+        ("Adam", {"betas": ("0.9", 0.999)}, r"Adam: betas\[0\] must be a float, got str"),
+        ("Adam", {"lr": "0.1"}, r"Adam: lr must be a float or a schedule"),
+        ("Adam", {"eps": None}, r"Adam: eps must be a float, got NoneType"),
+        ("RMSprop", {"alpha": "0.99"}, r"RMSprop: alpha must be a float, got str"),
+    ],
+)
+def test_hyperparameters_that_are_not_numbers_raise_type_error_like_torch(name, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        getattr(optim, name)(**kwargs)
+    with pytest.raises(TypeError):  # torch's own message is a bare comparison error
+        getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)], **kwargs)

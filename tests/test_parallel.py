@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from jax.sharding import PartitionSpec as P
 
 import jaxnet
 from jaxnet import checkpoint, nn, optim, parallel, train
@@ -335,5 +336,37 @@ def test_one_device_mesh_and_mesh_errors():
         parallel.replicate(np.zeros(3, np.float32), explicit)
     with pytest.raises(ValueError, match=r"shard_params: expected a mesh with a 'model' axis"):
         parallel.shard_params({}, jax.sharding.Mesh(jax.devices(), ("data",)))
-    with pytest.raises(ValueError, match=r"shard_batch: batch axis 1 needs arrays of rank > 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"shard_batch: batch axis 1 is out of range for an array of rank 1, shape \(4,\)",
+    ):
         parallel.shard_batch(np.zeros(4, np.int32), mesh, axis=1)
+
+
+def test_shard_batch_takes_negative_axes_per_leaf_rank():
+    mesh = parallel.make_mesh()
+    tree = {"x": np.zeros((2, 3), np.float32), "idx": np.zeros((5, 4, 3), np.int32)}
+    specs = {
+        name: leaf.sharding.spec for name, leaf in parallel.shard_batch(tree, mesh, -1).items()
+    }
+    assert specs == {"x": P(None, "data"), "idx": P(None, None, "data")}
+    specs = {
+        name: leaf.sharding.spec for name, leaf in parallel.shard_batch(tree, mesh, -2).items()
+    }
+    assert specs == {"x": P("data"), "idx": P(None, "data")}
+    with pytest.raises(
+        ValueError,
+        match=r"shard_batch: batch axis -3 is out of range for an array of rank 2, shape \(2, 3\)",
+    ):
+        parallel.shard_batch(tree, mesh, axis=-3)
+    with pytest.raises(TypeError, match=r"shard_batch: axis must be an int, got float"):
+        parallel.shard_batch(tree, mesh, axis=1.0)
+
+
+def test_global_batch_refuses_pieces_of_different_sizes():
+    with pytest.raises(
+        ValueError,
+        match=r"global_batch: every data array needs the same number of examples on axis 0, "
+        r"got shapes \{'\[0\]': \(4, 2\), '\[1\]': \(3,\)\}",
+    ):
+        parallel.global_batch((np.zeros((4, 2)), np.zeros(3)), parallel.make_mesh())

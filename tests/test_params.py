@@ -164,6 +164,58 @@ def test_tied_alias_holding_another_value_is_refused():
         jaxnet.load_state_dict(ours.init(jax.random.key(0)), sd, model=ours)
 
 
+def small_tied_pair():
+    """The reviewer's case: one Linear object at positions 0 and 2."""
+    shared, t_shared = nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    return (
+        nn.Sequential(shared, nn.ReLU(), shared),
+        torch.nn.Sequential(t_shared, torch.nn.ReLU(), t_shared),
+    )
+
+
+def test_tied_key_missing_is_refused_under_strict_as_in_torch():
+    ours, theirs = small_tied_pair()
+    sd = theirs.state_dict()
+    del sd["2.weight"]
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "2\.weight"'):
+        theirs.load_state_dict(sd)
+    with pytest.raises(ValueError, match=r"^load_state_dict: missing key '2\.weight'$"):
+        jaxnet.load_state_dict(ours.init(jax.random.key(0)), sd, model=ours)
+
+
+def test_tied_key_of_another_shape_names_both_shapes_as_torch_does():
+    ours, theirs = small_tied_pair()
+    sd = theirs.state_dict()
+    sd["2.weight"] = torch.zeros(3, 4)
+    with pytest.raises(RuntimeError, match=r"size mismatch for 2\.weight: .*\[3, 4\].*\[4, 4\]"):
+        theirs.load_state_dict(sd)
+    with pytest.raises(
+        ValueError,
+        match=r"^load_state_dict: '2\.weight': expected float32\[4, 4\], got float32\[3, 4\]$",
+    ):
+        jaxnet.load_state_dict(ours.init(jax.random.key(0)), sd, model=ours)
+
+
+def test_tied_parameter_loads_from_a_later_position_when_not_strict_as_in_torch():
+    ours, theirs = small_tied_pair()
+    sd = theirs.state_dict()
+    del sd["0.weight"]
+    assert theirs.load_state_dict(sd, strict=False).missing_keys == ["0.weight"]
+    with pytest.raises(ValueError, match=r"^load_state_dict: missing key '0\.weight'$"):
+        jaxnet.load_state_dict(ours.init(jax.random.key(0)), sd, model=ours)
+    params = jaxnet.load_state_dict(ours.init(jax.random.key(0)), sd, strict=False, model=ours)
+    np.testing.assert_array_equal(params["0"]["weight"], theirs[0].weight.detach().numpy())
+    np.testing.assert_array_equal(params["0"]["weight"], sd["2.weight"].numpy())
+
+
+def test_tied_parameter_holding_nan_loads():
+    ours, theirs = small_tied_pair()
+    with torch.no_grad():
+        theirs[0].weight[0, 0] = float("nan")
+    params = jaxnet.load_state_dict(ours.init(jax.random.key(0)), theirs.state_dict(), model=ours)
+    assert np.isnan(params["0"]["weight"][0, 0])
+
+
 def test_seed003_parameter_access():
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
     params = net.init(jax.random.key(0))

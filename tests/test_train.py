@@ -220,8 +220,8 @@ def test_full_batch_loop_equals_torch_gradient_descent(steps, unroll, rng):
     np.testing.assert_allclose(state.params["bias"][0], b.item(), rtol=1e-12)
     with pytest.raises(ValueError, match="steps=0 must be a positive int"):
         train.make_full_batch_loop(lambda p, b: 0.0, opt, 0)
-    for unroll in (0, 2.5, True):
-        with pytest.raises(ValueError, match=f"unroll={unroll!r} must be a positive int"):
+    for unroll, error in ((0, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=f"unroll={unroll!r} must be a positive int"):
             train.make_full_batch_loop(lambda p, b: 0.0, opt, 10, unroll=unroll)
 
 
@@ -229,9 +229,95 @@ def test_data_arrays_of_different_lengths_are_refused(data):
     x, y = data
     opt = optim.SGD(0.1)
     state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
-    with pytest.raises(ValueError, match=r"fit: every data array needs the same number of "
-                       r"examples on axis 0, got leading shapes \{'\[0\]': \(64,\), "
-                       r"'\[1\]': \(60,\)\}"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"fit: train_data: every data array needs the same "
+                       r"number of examples on axis 0, got shapes \{'\[0\]': \(64, 6\), "
+                       r"'\[1\]': \(60, 3\)\}"):  # fmt: skip
         train.fit(state, mse_loss, opt, (x, y[:60]), epochs=1, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match=r"fit: eval_data: every data array .*\(60, 3\)"):
+        train.fit(state, mse_loss, opt, (x, y), epochs=1, batch_size=8, progress=False,
+                  metric_fn=lambda p, b: {"v": b[0][:, 0]}, eval_data=(x, y[:60]))  # fmt: skip
     with pytest.raises(ValueError, match="evaluate: every data array"):
         train.evaluate(lambda p, b: {"v": b[0][:, 0]}, None, (x, y[:60]))
+
+
+def untraceable_loss(params, batch):
+    raise AssertionError("the loss was traced: the check came after compiling")
+
+
+def per_example_mse(params, batch):
+    return {"mse": jnp.mean((NET.apply(params, batch[0]) - batch[1]) ** 2, axis=1)}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"epochs": 1.5}, TypeError, r"fit: epochs=1\.5 must be a positive int"),
+        ({"epochs": "2"}, TypeError, r"fit: epochs='2' must be a positive int"),
+        ({"epochs": 0}, ValueError, r"fit: epochs=0 must be a positive int"),
+        ({"batch_size": 2.0}, TypeError, r"fit: batch_size=2\.0 must be a positive int"),
+        ({"batch_size": -8}, ValueError, r"fit: batch_size=-8 must be a positive int"),
+        (
+            {"metric_fn": per_example_mse},
+            ValueError,
+            r"fit: metric_fn was given without eval_data; evaluation needs both",
+        ),
+        (
+            {"eval_data": "data"},
+            ValueError,
+            r"fit: eval_data was given without metric_fn; evaluation needs both",
+        ),
+        (
+            {
+                "metric_fn": lambda p, b: {"mse": per_example_mse(p, b)["mse"].mean()},
+                "eval_data": "data",
+            },
+            ValueError,
+            r"fit: metric 'mse' must hold one value per example, shape \(64,\) for a batch of "
+            r"64, got shape \(\)",
+        ),
+    ],
+)
+def test_fit_checks_arguments_before_compiling(data, kwargs, error, match):
+    """Each bad argument raises before the loss is traced, and the state is left intact.
+    ``"data"`` stands for the data fixture."""
+    opt = optim.SGD(0.1)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+    kwargs = {name: data if value == "data" else value for name, value in kwargs.items()}
+    kwargs = {"epochs": 1, "batch_size": 8, "progress": False, **kwargs}
+    with pytest.raises(error, match=match):
+        train.fit(state, untraceable_loss, opt, data, **kwargs)
+    assert all(not leaf.is_deleted() for leaf in jax.tree.leaves(state.params))  # not donated
+
+
+@pytest.mark.parametrize(
+    ("metric_fn", "batch_size", "error", "match"),
+    [
+        (per_example_mse, 0, ValueError, r"evaluate: batch_size=0 must be a positive int"),
+        (per_example_mse, -1, ValueError, r"evaluate: batch_size=-1 must be a positive int"),
+        (per_example_mse, 2.0, TypeError, r"evaluate: batch_size=2\.0 must be a positive int"),
+        (
+            lambda p, b: {"mse": per_example_mse(p, b)["mse"].mean()},
+            10,
+            ValueError,
+            r"evaluate: metric 'mse' must hold one value per example, shape \(10,\) for a "
+            r"batch of 10, got shape \(\)",
+        ),
+        (
+            lambda p, b: {"out": NET.apply(p, b[0])},
+            10,
+            ValueError,
+            r"evaluate: metric 'out' .* got shape \(10, 3\)",
+        ),
+        (
+            lambda p, b: per_example_mse(p, b)["mse"],
+            10,
+            TypeError,
+            r"evaluate: metric_fn must return a dict \{name: \(B,\) per-example values\}, "
+            r"got an array",
+        ),
+    ],
+)
+def test_evaluate_checks_batch_size_and_metric_shapes(data, metric_fn, batch_size, error, match):
+    params = NET.init(jax.random.key(0))
+    with pytest.raises(error, match=match):
+        train.evaluate(metric_fn, params, data, batch_size=batch_size)

@@ -9,6 +9,7 @@ same batches.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -78,7 +79,9 @@ def epoch_batches(
     Always ``drop_last``: the ``n % batch_size`` examples left over are skipped this epoch
     (with shuffling a different few each epoch), so every batch has the same shape and a
     compiled scan over the batches needs one compilation. The gather runs on the device
-    and holds one shuffled copy of ``x`` and ``y`` there.
+    and holds one shuffled copy of ``x`` and ``y`` there. PyTorch equivalent:
+    ``torch.stack`` of the batches of a ``DataLoader(..., drop_last=True)`` (torch has no
+    single call for it).
     """
     x, y = _device_pair(x, y, "epoch_batches")
     order = batch_order(key, x.shape[0], batch_size, shuffle=shuffle, drop_last=True)
@@ -90,12 +93,25 @@ def epoch_batches(
     return _gather(x, y, _device_indices(order))  # indices (num_batches, batch_size)
 
 
-def _device_pair(x, y, caller: str) -> tuple[jax.Array, jax.Array]:
-    if jnp.ndim(x) < 1 or jnp.ndim(y) < 1 or jnp.shape(x)[0] != jnp.shape(y)[0]:
+def num_examples(caller: str, data: Any) -> int:
+    """The common size of axis 0 of every array in the pytree ``data``: its number of
+    examples. No array, a scalar or differing sizes raise ``ValueError`` naming ``caller``
+    (a gather by index would clamp the missing rows' indices silently). Shapes only: no
+    transfer, no compilation."""
+    shapes = {
+        jax.tree_util.keystr(path): jnp.shape(a) for path, a in jax.tree.leaves_with_path(data)
+    }
+    leading = {shape[:1] for shape in shapes.values()}
+    if len(leading) != 1 or () in leading:
         raise ValueError(
-            f"{caller} expected x and y with the same leading size, "
-            f"got shapes {jnp.shape(x)} and {jnp.shape(y)}"
+            f"{caller}: every data array needs the same number of examples on axis 0, "
+            f"got shapes {shapes}"
         )
+    return leading.pop()[0]
+
+
+def _device_pair(x, y, caller: str) -> tuple[jax.Array, jax.Array]:
+    num_examples(caller, {"x": x, "y": y})
     return jax.device_put(x), jax.device_put(y)
 
 

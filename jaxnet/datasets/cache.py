@@ -8,15 +8,16 @@ The cache directory is, in order of precedence: the ``cache_dir`` argument, then
 
 from __future__ import annotations
 
-import hashlib
+import io
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from jaxnet._safefile import arrays_sha256 as arrays_sha256
+from jaxnet._safefile import write_atomically
 from jaxnet.datasets.errors import MNISTChecksumError, MNISTFormatError
 
 DATA_DIR_ENV = "JAXNET_DATA_DIR"
@@ -24,7 +25,11 @@ _DIGEST_KEY = "sha256"
 
 
 def resolve_cache_dir(path: str | os.PathLike | None = None, dataset: str = "mnist") -> Path:
-    """The directory holding ``dataset``'s cache: ``path`` if given, else from the environment."""
+    """The directory holding ``dataset``'s cache: ``path`` if given, else from the environment.
+
+    PyTorch equivalent: the ``root`` argument of ``torchvision.datasets.MNIST`` (torchvision
+    has no default cache directory; ``torch.hub.get_dir()`` is the closest).
+    """
     if path is not None:
         return Path(path)
     root = os.environ.get(DATA_DIR_ENV)
@@ -34,38 +39,21 @@ def resolve_cache_dir(path: str | os.PathLike | None = None, dataset: str = "mni
     return Path(xdg) / "jaxnet" / dataset
 
 
-def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
-    """SHA-256 over each array's name, dtype, shape and bytes, in the mapping's order."""
-    digest = hashlib.sha256()
-    for name, array in arrays.items():
-        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
-        digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()
-
-
 def write_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` and their SHA-256 to ``path`` atomically.
+    """Write ``arrays`` and their SHA-256 to ``path`` atomically, creating its folder.
 
-    The archive goes to a temporary file in the same directory, is flushed and fsynced,
-    then renamed over ``path`` (``os.replace``): readers see the old file or the new
-    one, never a partial write; on any error the temporary file is removed.
+    PyTorch equivalent: ``torch.save(tensors, path)``, which neither checksums nor writes
+    atomically. The archive is built in memory, then written with
+    :func:`jaxnet._safefile.write_atomically`: readers see the old file or the new one,
+    never a partial write; on any error no temporary file is left.
     """
     path = Path(path)
     if _DIGEST_KEY in arrays:
         raise ValueError(f"write_arrays: the name {_DIGEST_KEY!r} is reserved for the checksum")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, 0o644)  # mkstemp creates 0o600
-            np.savez(f, **arrays, **{_DIGEST_KEY: np.array(arrays_sha256(arrays))})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    archive = io.BytesIO()
+    np.savez(archive, **arrays, **{_DIGEST_KEY: np.array(arrays_sha256(arrays))})
+    write_atomically("write_arrays", path, archive.getbuffer())
 
 
 def read_arrays(
@@ -73,6 +61,7 @@ def read_arrays(
 ) -> dict[str, np.ndarray]:
     """Read the arrays ``names`` written by ``write_arrays``, verifying their SHA-256.
 
+    PyTorch equivalent: ``torch.load(path, weights_only=True)``, which stores no checksum.
     Raises ``FileNotFoundError`` when ``path`` is missing, ``MNISTFormatError`` when it is
     not such an archive (wrong names, unreadable, pickled objects) and
     ``MNISTChecksumError`` when the arrays do not match the checksum recorded with them
@@ -108,15 +97,3 @@ def read_arrays(
             f"{path}: arrays have SHA-256 {actual}, expected {expected_sha256}"
         )
     return arrays
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op where directories can't be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

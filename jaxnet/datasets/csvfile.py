@@ -54,10 +54,14 @@ def _read_stream(stream: BinaryIO, name: str) -> tuple[np.ndarray, np.ndarray]:
     lines = _whole_lines(lines, name)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # numpy warns (does not raise) on a file without rows
+            warnings.simplefilter("ignore", UserWarning)  # numpy warns on no rows: checked below
             table = np.loadtxt(lines, delimiter=",", dtype=np.uint8, ndmin=2)  # (N, columns)
-    except (ValueError, UserWarning) as err:
+    except MNISTFormatError:
+        raise  # from _whole_lines, already naming the file
+    except ValueError as err:
         raise MNISTFormatError(f"{name}: malformed MNIST CSV: {err}") from None
+    if not len(table):  # only a header (a first line of digits is a row)
+        raise MNISTFormatError(f"{name}: no data rows after the header, expected MNIST CSV rows")
     if table.shape[1] != COLUMNS:
         raise MNISTFormatError(
             f"{name}: expected {COLUMNS} columns (label and {PIXELS} pixels), got {table.shape[1]}"

@@ -41,7 +41,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def parse_idx(data: bytes, name: str) -> np.ndarray:
-    """Parse the bytes of an IDX file (raw or gzipped); ``name`` labels error messages."""
+    """Parse the bytes of an IDX file (raw or gzipped); ``name`` labels error messages.
+
+    PyTorch counterpart: ``torchvision.datasets.mnist.read_sn3_pascalvincent_tensor``
+    reads a path; this takes the bytes (e.g. of a download) and checks them."""
     if data.startswith(_GZIP_MAGIC):
         try:
             data = gzip.decompress(data)

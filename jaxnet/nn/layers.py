@@ -50,12 +50,30 @@ class Linear(Module):
                 f"{self.short_name()} expected input [..., {self.in_features}], "
                 f"got shape {tuple(jnp.shape(x))}"
             )
+        self._check_params(params)
         y = _matmul_weight_t(x, params["weight"])
         if self.bias:
             y = y + jnp.expand_dims(params["bias"], range(y.ndim - 1))  # (1.., out)
         return y
 
+    def _check_params(self, params: Params) -> None:
+        """Keys and shapes as ``init`` makes them (torch's ``load_state_dict`` checks the same)."""
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        if set(params) != set(shapes):
+            raise ValueError(
+                f"{self.short_name()} expected params with keys {list(shapes)}, got {list(params)}"
+            )
+        for name, shape in shapes.items():
+            if jnp.shape(params[name]) != shape:
+                raise ValueError(
+                    f"{self.short_name()} expected {name} of shape {shape}, "
+                    f"got shape {jnp.shape(params[name])}"
+                )
+
     def short_name(self) -> str:
+        """``Linear(in -> out)``, the name error messages give the layer."""
         return f"Linear({self.in_features} -> {self.out_features})"
 
     def __repr__(self) -> str:
@@ -177,17 +195,18 @@ class Sequential(Module):
     """
 
     def __init__(self, *layers: Any):
+        kind = type(self).__name__
         for i, layer in enumerate(layers):
             if isinstance(layer, type):
                 raise TypeError(
-                    f"Sequential: child {i} is the class {layer.__name__}, not a layer: "
+                    f"{kind}: child {i} is the class {layer.__name__}, not a layer: "
                     f"did you mean {layer.__name__}()?"
                 )
             if not (
                 callable(getattr(layer, "init", None)) and callable(getattr(layer, "apply", None))
             ):
                 raise TypeError(
-                    f"Sequential: child {i} ({type(layer).__name__}) needs init(key) and "
+                    f"{kind}: child {i} ({type(layer).__name__}) needs init(key) and "
                     "apply(params, x) methods"
                 )
         first_position: dict[int, int] = {}
@@ -209,8 +228,20 @@ class Sequential(Module):
         return params
 
     def apply(self, params: Params, x: jax.Array) -> jax.Array:
-        for layer, slot in zip(self.layers, self.param_keys, strict=True):
-            x = layer.apply(params.get(slot, {}), x)
+        """Each child in turn; a child's error is re-raised prefixed with its position."""
+        for i, (layer, slot) in enumerate(zip(self.layers, self.param_keys, strict=True)):
+            try:
+                x = layer.apply(params.get(slot, {}), x)
+            except (KeyError, TypeError, ValueError) as err:
+                where = f"{type(self).__name__}[{i}]"
+                if slot not in params and jax.eval_shape(layer.init, jax.random.key(0)):
+                    raise ValueError(
+                        f"{where}: {type(layer).__name__} has parameters but params has no "
+                        f"entry {slot!r}, got keys {list(params)}"
+                    ) from None
+                if type(err) not in (TypeError, ValueError):
+                    raise
+                raise type(err)(f"{where}: {err}").with_traceback(err.__traceback__) from None
         return x
 
     def children(self) -> Iterator[tuple[str, Any]]:
@@ -232,7 +263,9 @@ class MLP(Sequential):
 
     ``MLP(784, [256, 64], 10)`` equals
     ``nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(),
-    nn.Linear(64, 10))``: parameters under ``"0"``, ``"2"``, ``"4"``.
+    nn.Linear(64, 10))``: parameters under ``"0"``, ``"2"``, ``"4"``. ``activation`` is
+    called with no arguments once per hidden layer, so it is a layer class such as
+    :class:`ReLU` (as ``activation_layer`` of ``torchvision.ops.MLP``), not a layer.
     """
 
     def __init__(
@@ -244,10 +277,25 @@ class MLP(Sequential):
         bias: bool = True,
         dtype=jnp.float32,
     ):
+        if not isinstance(hidden_features, Sequence) or isinstance(hidden_features, str):
+            raise TypeError(
+                "MLP: hidden_features must be a sequence of widths, one per hidden layer "
+                f"(e.g. [8]), got {type(hidden_features).__name__} {hidden_features!r}"
+            )
         sizes = [in_features, *hidden_features, out_features]
         layers: list[Any] = []
         for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(Linear(n_in, n_out, bias=bias, dtype=dtype))
             if i < len(sizes) - 2:
-                layers.append(activation())
+                layers.append(_make_activation(activation))
         super().__init__(*layers)
+
+
+def _make_activation(activation: Callable[[], Any]) -> Any:
+    try:
+        return activation()
+    except TypeError as err:
+        raise TypeError(
+            "MLP: activation must be a layer class such as nn.ReLU (or a function of no "
+            f"arguments returning a layer), got {activation!r}: {err}"
+        ) from None

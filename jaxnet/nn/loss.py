@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from numbers import Number
 from typing import Any, ClassVar
 
 import jax
@@ -70,9 +71,14 @@ class _Loss:
         changed = (
             f"{key}={getattr(self, key)!r}"
             for key, p in self._signature.parameters.items()
-            if getattr(self, key) is not p.default
+            if not _is_default(getattr(self, key), p.default)
         )
         return f"{type(self).__name__}({', '.join(changed)})"
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether an option is its default: by value for scalars, by identity for arrays."""
+    return value is default or (isinstance(value, Number | str) and value == default)
 
 
 class MSELoss(_Loss, function=F.mse_loss):

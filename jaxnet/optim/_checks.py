@@ -1,33 +1,64 @@
-"""Argument checks shared by the optimisers and schedules; each raises before tracing."""
+"""Argument checks shared by the optimisers, schedules and training loops; each raises
+before tracing. ``not value >= 0`` style comparisons also refuse NaN, as torch does
+for a NaN ``lr`` or ``eps``."""
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from itertools import pairwise
+
+
+def check_real(owner: str, name: str, value: object, expected: str = "a float") -> None:
+    """``TypeError`` unless ``value`` is a real number (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be {expected}, got {type(value).__name__}")
 
 
 def check_lr(owner: str, value: object, name: str = "lr", schedule_ok: bool = True) -> None:
     """A learning rate: a real number >= 0, or (if ``schedule_ok``) any callable."""
     if schedule_ok and callable(value):
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        expected = "a float or a schedule (step -> lr)" if schedule_ok else "a float"
-        raise TypeError(f"{owner}: {name} must be {expected}, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{owner}: {name}={value!r} must be >= 0")
+    expected = "a float or a schedule (step -> lr)" if schedule_ok else "a float"
+    _check_non_negative(owner, name, value, expected)
 
 
 def check_non_negative(owner: str, **values: float) -> None:
+    """Real numbers >= 0 (NaN refused)."""
     for name, value in values.items():
-        if value < 0:
-            raise ValueError(f"{owner}: {name}={value!r} must be >= 0")
+        _check_non_negative(owner, name, value, "a float")
+
+
+def _check_non_negative(owner: str, name: str, value: object, expected: str) -> None:
+    check_real(owner, name, value, expected)
+    if not value >= 0:
+        raise ValueError(f"{owner}: {name}={value!r} must be >= 0")
+
+
+def check_positive(owner: str, **values: float) -> None:
+    """Real numbers > 0 (NaN refused)."""
+    for name, value in values.items():
+        check_real(owner, name, value)
+        if not value > 0:
+            raise ValueError(f"{owner}: {name}={value!r} must be > 0")
+
+
+def check_not_nan(owner: str, **values: float) -> None:
+    """Real numbers of any sign, NaN refused."""
+    for name, value in values.items():
+        check_real(owner, name, value)
+        if math.isnan(value):
+            raise ValueError(f"{owner}: {name}={value!r} must be a number, not NaN")
 
 
 def check_positive_int(owner: str, **values: int) -> None:
+    """Ints >= 1: ``TypeError`` for another kind (a float, a bool), ``ValueError`` if < 1."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-            raise ValueError(f"{owner}: {name}={value!r} must be a positive int")
+        is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not is_int or value < 1:
+            error = ValueError if is_int else TypeError
+            raise error(f"{owner}: {name}={value!r} must be a positive int")
 
 
 def check_milestones(owner: str, milestones: Sequence[int], strict: bool) -> None:

@@ -27,7 +27,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnet.optim._checks import check_lr, check_milestones, check_positive_int
+from jaxnet.optim._checks import (
+    check_lr,
+    check_milestones,
+    check_not_nan,
+    check_positive,
+    check_positive_int,
+    check_real,
+)
 
 
 def StepLR(lr: float, step_size: int, gamma: float = 0.1) -> optax.Schedule:
@@ -37,7 +44,7 @@ def StepLR(lr: float, step_size: int, gamma: float = 0.1) -> optax.Schedule:
     """
     check_lr("StepLR", lr, schedule_ok=False)
     check_positive_int("StepLR", step_size=step_size)
-    _check_gamma("StepLR", gamma)
+    check_positive("StepLR", gamma=gamma)
     return _on_float_steps(optax.exponential_decay(lr, step_size, gamma, staircase=True))
 
 
@@ -49,7 +56,7 @@ def MultiStepLR(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> opt
     """
     check_lr("MultiStepLR", lr, schedule_ok=False)
     check_milestones("MultiStepLR", milestones, strict=False)
-    _check_gamma("MultiStepLR", gamma)
+    check_positive("MultiStepLR", gamma=gamma)
     scales = {m: gamma**count for m, count in Counter(milestones).items()}
     return _on_float_steps(optax.piecewise_constant_schedule(lr, scales))
 
@@ -57,7 +64,7 @@ def MultiStepLR(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> opt
 def ExponentialLR(lr: float, gamma: float) -> optax.Schedule:
     """``lr * gamma ** step`` (``lr_scheduler.ExponentialLR``); ``gamma`` must be > 0."""
     check_lr("ExponentialLR", lr, schedule_ok=False)
-    _check_gamma("ExponentialLR", gamma)
+    check_positive("ExponentialLR", gamma=gamma)
     return _on_float_steps(optax.exponential_decay(lr, 1, gamma))
 
 
@@ -71,6 +78,7 @@ def CosineAnnealingLR(lr: float, T_max: int, eta_min: float = 0.0) -> optax.Sche
     """
     check_lr("CosineAnnealingLR", lr, schedule_ok=False)
     check_positive_int("CosineAnnealingLR", T_max=T_max)
+    check_not_nan("CosineAnnealingLR", eta_min=eta_min)
 
     def schedule(step):
         step = _as_float(step)
@@ -89,6 +97,8 @@ def LinearLR(
     ``0 <= end_factor <= 1``).
     """
     check_lr("LinearLR", lr, schedule_ok=False)
+    check_real("LinearLR", "start_factor", start_factor)
+    check_real("LinearLR", "end_factor", end_factor)
     if not 0 < start_factor <= 1:
         raise ValueError(f"LinearLR: {start_factor=} must be in (0, 1]")
     if not 0 <= end_factor <= 1:
@@ -119,9 +129,13 @@ def OneCycleLR(
     Only ``total_steps`` is taken (torch also offers ``epochs * steps_per_epoch``, which is
     why the arguments after it are keyword-only here: torch's third positional argument is
     ``epochs``). Past ``total_steps`` torch raises; this schedule holds its value there.
+    ``div_factor`` and ``final_div_factor`` must be > 0 (torch divides by zero at 0 and
+    accepts negative factors, which give negative learning rates).
     """
     check_lr("OneCycleLR", max_lr, name="max_lr", schedule_ok=False)
     check_positive_int("OneCycleLR", total_steps=total_steps)
+    check_positive("OneCycleLR", div_factor=div_factor, final_div_factor=final_div_factor)
+    check_real("OneCycleLR", "pct_start", pct_start)
     if not 0 <= pct_start <= 1:
         raise ValueError(f"OneCycleLR: {pct_start=} must be in [0, 1]")
     if anneal_strategy not in ("cos", "linear"):
@@ -211,6 +225,9 @@ def get_expon_lr_func(
 ) -> optax.Schedule:
     """Log-linear decay from ``lr_init`` to ``lr_final`` over ``max_steps``, with a warm delay.
 
+    torch.optim.lr_scheduler has no such scheduler; in torch this is a ``LambdaLR`` with
+    this function (divided by the base lr) as ``lr_lambda``.
+
     The schedule behind deformable 3D Gaussians' / Plenoxels' ``update_learning_rate``:
     ``exp(log(lr_init) * (1 - t) + log(lr_final) * t)`` with ``t = clip(step / max_steps,
     0, 1)``, times ``lr_delay_mult + (1 - lr_delay_mult) * sin(pi/2 * clip(step /
@@ -225,6 +242,7 @@ def get_expon_lr_func(
             "(or both 0 to disable the parameter)"
         )
     check_positive_int("get_expon_lr_func", max_steps=max_steps)
+    check_not_nan("get_expon_lr_func", lr_delay_mult=lr_delay_mult)
     if lr_delay_steps != 0:
         check_positive_int("get_expon_lr_func", lr_delay_steps=lr_delay_steps)
     if lr_init == 0:
@@ -243,11 +261,6 @@ def get_expon_lr_func(
         return jnp.where(step < 0, 0.0, delay_rate * log_lerp)
 
     return schedule
-
-
-def _check_gamma(scheduler: str, gamma: float) -> None:
-    if not gamma > 0:
-        raise ValueError(f"{scheduler}: {gamma=} must be > 0")
 
 
 def _as_float(step: jax.typing.ArrayLike) -> jax.Array:

@@ -12,7 +12,10 @@ transformation assembled from optax's parts, with a piece from
 ``lr`` is a float or a schedule (``step -> lr``, e.g. from :mod:`jaxnet.optim.lr_scheduler`),
 read at the number of updates done so far: step 0 for the first update, exactly as a
 torch scheduler stepped once after every ``optimizer.step()``. Invalid hyperparameters
-raise ``ValueError`` at construction, before anything is traced.
+raise at construction, before anything is traced: ``TypeError`` for one that is not a
+number, ``ValueError`` for one out of range. NaN is out of every range (torch refuses
+NaN in the same checks, except SGD's, which let a NaN ``lr``, ``momentum``,
+``dampening`` or ``weight_decay`` through to NaN parameters).
 
 Shared order of operations (torch's): ``maximize`` negates the gradient first, then
 ``weight_decay`` adds ``weight_decay * param`` (L2, coupled; AdamW decouples it), then
@@ -26,7 +29,7 @@ from collections.abc import Sequence
 import optax
 
 from jaxnet.optim import transforms
-from jaxnet.optim._checks import check_lr, check_non_negative
+from jaxnet.optim._checks import check_lr, check_non_negative, check_not_nan, check_real
 
 
 def SGD(
@@ -44,6 +47,7 @@ def SGD(
     """
     check_lr("SGD", lr)
     check_non_negative("SGD", momentum=momentum, weight_decay=weight_decay)
+    check_not_nan("SGD", dampening=dampening)
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError(
             f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got {momentum=}, "
@@ -124,6 +128,7 @@ def RMSprop(
     """
     check_lr("RMSprop", lr)
     check_non_negative("RMSprop", eps=eps, weight_decay=weight_decay, momentum=momentum)
+    check_real("RMSprop", "alpha", alpha)
     if not 0 <= alpha <= 1:
         raise ValueError(f"RMSprop: {alpha=} must be in [0, 1]")
     scale = optax.scale_by_stddev if centered else optax.scale_by_rms
@@ -194,8 +199,13 @@ def _chain(*parts: optax.GradientTransformation | None) -> optax.GradientTransfo
 
 
 def _check_betas(optimizer: str, betas: Sequence[float]) -> None:
+    if isinstance(betas, str) or not isinstance(betas, Sequence):
+        raise TypeError(
+            f"{optimizer}: betas must be a pair (beta1, beta2), got {type(betas).__name__}"
+        )
     if len(betas) != 2:
         raise ValueError(f"{optimizer}: betas must be a pair (beta1, beta2), got {betas!r}")
     for i, beta in enumerate(betas):
+        check_real(optimizer, f"betas[{i}]", beta)
         if not 0 <= beta < 1:
             raise ValueError(f"{optimizer}: betas[{i}]={beta!r} must be in [0, 1)")
