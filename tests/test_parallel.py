@@ -113,16 +113,33 @@ def inputs(tmp_path_factory):
     return folder, arrays
 
 
-@pytest.fixture(scope="module")
-def runs(inputs):
-    """The 8-device worker and the two cooperating processes, all started at once."""
-    folder, _ = inputs
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workers = [run_worker(["devices", str(folder)], devices=8)]
-    workers += [run_worker(["process", str(folder), str(p), str(port)], 2) for p in (0, 1)]
-    finish(workers)
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs(inputs):
+    """The 8-device worker and the two cooperating processes, all started at once.
+
+    The coordinator's port is free when chosen but released before process 0 binds it,
+    so another program can take it in between: the pair then retries on a fresh port.
+    """
+    folder, _ = inputs
+    devices = run_worker(["devices", str(folder)], devices=8)
+    try:
+        for attempt in range(3):
+            port = str(free_port())
+            pair = [run_worker(["process", str(folder), str(p), port], 2) for p in (0, 1)]
+            try:
+                finish(pair)
+                break
+            except AssertionError as error:
+                if attempt == 2 or "address already in use" not in str(error).lower():
+                    raise
+    finally:
+        finish([devices])
     return folder
 
 
