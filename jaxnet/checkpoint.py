@@ -88,7 +88,9 @@ def load_weights(path: str | os.PathLike, like: PyTree, model: Any = None) -> Py
 
     PyTorch equivalent: ``module.load_state_dict(safetensors.torch.load_file(path))``
     with ``strict=True``: every key of ``like`` must be present with its shape and dtype
-    and the file may hold no other key. Raises :class:`CheckpointError` otherwise.
+    and the file may hold no other key. Raises :class:`CheckpointError` otherwise. With
+    ``model``, a tied layer needs its tensors under one of its positions only, as
+    ``safetensors.torch.load_model`` reads what ``save_model`` wrote.
     """
     tensors, metadata = _read("load_weights", path)
     if metadata.get("format") == _STATE_FORMAT:
@@ -96,6 +98,8 @@ def load_weights(path: str | os.PathLike, like: PyTree, model: Any = None) -> Py
             f"load_weights: {os.fspath(path)!r} is a training state written by save_state; "
             "read it with load_state"
         )
+    if model is not None:
+        tensors = params_lib.fill_tied_keys(like, tensors, model)
     try:
         return params_lib.load_state_dict(like, tensors, strict=True, model=model)
     except ValueError as error:

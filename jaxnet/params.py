@@ -79,6 +79,21 @@ def _alias_names(flat: Mapping[str, Any], model: Any) -> dict[str, str]:
     return names
 
 
+def fill_tied_keys(params: Params, state_dict: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """``state_dict`` with every tied layer's keys filled in from the one of its positions
+    that is present (``safetensors.torch.save_model`` stores each shared tensor once, and
+    ``safetensors.torch.load_model`` accepts that)."""
+    full = dict(state_dict)
+    groups: dict[str, list[str]] = {}
+    for alias, first in _alias_names(_flatten(params), model).items():
+        groups.setdefault(first, [first]).append(alias)
+    for keys in groups.values():
+        present = [key for key in keys if key in full]
+        if present:
+            full.update({key: full[present[0]] for key in keys if key not in full})
+    return full
+
+
 def state_dict(params: Params, model: Any = None) -> dict[str, np.ndarray]:
     """A flat ``{torch_name: numpy array}`` dict (``Module.state_dict()``).
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -294,7 +294,7 @@ def _check_metrics(caller: str, metric_fn: Callable, params: Any, data: Any, siz
     """``metric_fn`` on the first ``size`` examples of ``data`` returns a dict holding one
     value per example under each name (traced by ``jax.eval_shape``, nothing compiled)."""
     metrics = jax.eval_shape(metric_fn, params, jax.tree.map(lambda a: a[:size], data))
-    if not isinstance(metrics, dict):
+    if not isinstance(metrics, Mapping):
         kind = "an array" if isinstance(metrics, jax.ShapeDtypeStruct) else type(metrics).__name__
         raise TypeError(
             f"{caller}: metric_fn must return a dict {{name: (B,) per-example values}}, got {kind}"

@@ -122,6 +122,25 @@ def test_tied_weights_carry_torch_alias_keys(tmp_path, rng):
     )
 
 
+def test_tied_weights_saved_once_by_torch_save_model_load(tmp_path, rng):
+    """safetensors.torch.save_model writes a shared tensor once; load_model reads that,
+    and so does load_weights given the model."""
+    shared = Linear(4, 4)
+    net = Sequential(shared, ReLU(), shared)
+    torch_shared = torch.nn.Linear(4, 4)
+    model = torch.nn.Sequential(torch_shared, torch.nn.ReLU(), torch_shared)
+    path = tmp_path / "tied.safetensors"
+    safetensors.torch.save_model(model, str(path))
+    assert len(safetensors.torch.load_file(path)) == 2  # the shared Linear, once
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    twin.append(twin[0])
+    assert safetensors.torch.load_model(twin, str(path), strict=True) == (set(), [])
+    like = net.init(jax.random.key(0))
+    loaded = load_weights(path, like=like, model=net)
+    for name in ("weight", "bias"):
+        np.testing.assert_array_equal(loaded["0"][name], getattr(torch_shared, name).detach())
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint32])
 def test_weights_round_trip_bit_exact(tmp_path, dtype):
     info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)

@@ -59,7 +59,7 @@ def test_members_equal_torch_runs(rng):
         ).double()
         member_start = jax.tree.map(lambda a, i=i: a[i], start)
         model.load_state_dict(
-            {k: torch.from_numpy(v) for k, v in jaxnet.state_dict(member_start).items()}
+            {k: torch.from_numpy(v.copy()) for k, v in jaxnet.state_dict(member_start).items()}
         )
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
         losses = []

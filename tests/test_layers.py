@@ -276,6 +276,24 @@ def test_sequential_errors_name_the_position():
         nested.apply(nested.init(jax.random.key(0)), jnp.zeros((2, 4)))
 
 
+def test_sequential_keeps_the_error_of_a_child_whose_init_cannot_be_traced():
+    """The missing-entry diagnosis traces the child's init; if that fails, the child's own
+    error stands."""
+
+    class HostInit(nn.Module):
+        def init(self, key):
+            seed = int(jax.random.randint(key, (), 0, 2**31 - 1))  # needs a concrete key
+            return {"w": jnp.asarray(np.random.default_rng(seed).normal(size=3))}
+
+        def apply(self, params, x):
+            return x * params["w"]
+
+    net = nn.Sequential(nn.Linear(3, 3), HostInit())
+    params = net.init(jax.random.key(0))
+    with pytest.raises(KeyError, match="'w'"):
+        net.apply({"0": params["0"]}, jnp.ones((2, 3)))
+
+
 def test_sequential_names_a_missing_params_entry():
     with pytest.raises(
         ValueError,

@@ -590,6 +590,7 @@ def test_one_hot_infers_num_classes_like_torch():
         one_hot(np.zeros(0, np.int64), -1)
     with pytest.raises(ValueError, match=r"num_classes=-1 .* unknown under jax.jit"):
         jax.jit(lambda y: one_hot(y, -1))(labels)
+    np.testing.assert_array_equal(one_hot(labels, jnp.int32(5)), expected)  # a 0-d int
 
 
 @pytest.mark.parametrize(

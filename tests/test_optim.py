@@ -330,3 +330,32 @@ def test_hyperparameters_that_are_not_numbers_raise_type_error_like_torch(name, 
         getattr(optim, name)(**kwargs)
     with pytest.raises(TypeError):  # torch's own message is a bare comparison error
         getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "arrays", "floats"),
+    [
+        ("SGD", {"lr": 0.1, "momentum": np.array(0.9)}, {"lr": 0.1, "momentum": 0.9}),
+        ("SGD", {"lr": 0.1, "momentum": jnp.asarray(0.9)}, {"lr": 0.1, "momentum": 0.9}),
+        ("Adam", {"betas": np.array([0.9, 0.999])}, {"betas": (0.9, 0.999)}),
+        ("Adam", {"betas": (jnp.asarray(0.8), 0.99)}, {"betas": (0.8, 0.99)}),
+        ("AdamW", {"weight_decay": jnp.asarray(0.05)}, {"weight_decay": 0.05}),
+    ],
+)
+def test_zero_dim_array_hyperparameters_work_like_numbers(name, arrays, floats):
+    """torch takes tensors for these too: the same trajectory as torch's, and as floats'."""
+    torch_kwargs = {
+        k: tuple(np.asarray(v).tolist())
+        if k == "betas"
+        else torch.tensor(float(v), dtype=torch.float64)
+        for k, v in arrays.items()
+    }
+    params0, expected = torch_trajectory(lambda p: getattr(T, name)(p, **torch_kwargs))
+    got = jaxnet_trajectory(getattr(optim, name)(**arrays), params0)
+    np.testing.assert_allclose(got, expected, **TOL64)
+    np.testing.assert_array_equal(got, jaxnet_trajectory(getattr(optim, name)(**floats), params0))
+
+
+def test_traced_hyperparameter_asks_for_a_schedule():
+    with pytest.raises(TypeError, match="SGD: momentum is a traced value; pass per-member"):
+        jax.vmap(lambda m: optim.SGD(0.1, momentum=m).init({"w": jnp.zeros(2)}))(jnp.ones(3))

@@ -179,6 +179,14 @@ def test_evaluate_counts_every_example_once(rng):
     np.testing.assert_allclose(result["v"], np.mean(2.0 * x), rtol=1e-12)
 
 
+def test_evaluate_takes_any_mapping_of_metrics(rng):
+    from flax.core import FrozenDict
+
+    x = rng.standard_normal(10)
+    result = train.evaluate(lambda p, b: FrozenDict({"v": b * p}), 2.0, x, batch_size=4)
+    np.testing.assert_allclose(result["v"], np.mean(2.0 * x), rtol=1e-12)
+
+
 def test_bad_arguments_raise(data):
     opt = optim.SGD(0.1)
     state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))

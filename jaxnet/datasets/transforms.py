@@ -6,6 +6,8 @@ and a flatten; ``one_hot`` is ``torch.nn.functional.one_hot(...).float()``.
 
 from __future__ import annotations
 
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,8 +45,14 @@ def one_hot(labels, num_classes: int = 10, dtype=jnp.float32) -> jax.Array:
     """
     if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
         raise TypeError(f"one_hot expected integer labels, got {jnp.result_type(labels)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise TypeError(f"one_hot: num_classes must be an int, got {type(num_classes).__name__}")
+    try:
+        if isinstance(num_classes, bool):
+            raise TypeError
+        num_classes = operator.index(num_classes)  # ints, NumPy and concrete 0-d JAX ints
+    except TypeError:
+        raise TypeError(
+            f"one_hot: num_classes must be an int, got {type(num_classes).__name__}"
+        ) from None
     if num_classes == 0 or num_classes < -1:
         raise ValueError(
             f"one_hot: num_classes must be positive, or -1 to infer it from the labels, "

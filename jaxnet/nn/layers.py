@@ -234,7 +234,7 @@ class Sequential(Module):
                 x = layer.apply(params.get(slot, {}), x)
             except (KeyError, TypeError, ValueError) as err:
                 where = f"{type(self).__name__}[{i}]"
-                if slot not in params and jax.eval_shape(layer.init, jax.random.key(0)):
+                if slot not in params and _has_params(layer):
                     raise ValueError(
                         f"{where}: {type(layer).__name__} has parameters but params has no "
                         f"entry {slot!r}, got keys {list(params)}"
@@ -289,6 +289,14 @@ class MLP(Sequential):
             if i < len(sizes) - 2:
                 layers.append(_make_activation(activation))
         super().__init__(*layers)
+
+
+def _has_params(layer: Any) -> bool:
+    """Whether ``layer.init`` makes any parameter (False if its init cannot be traced)."""
+    try:
+        return bool(jax.eval_shape(layer.init, jax.random.key(0)))
+    except Exception:  # an init that needs concrete values: say nothing about it
+        return False
 
 
 def _make_activation(activation: Callable[[], Any]) -> Any:

@@ -9,11 +9,32 @@ import numbers
 from collections.abc import Sequence
 from itertools import pairwise
 
+import jax
+import numpy as np
+
 
 def check_real(owner: str, name: str, value: object, expected: str = "a float") -> None:
-    """``TypeError`` unless ``value`` is a real number (a bool is not one)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    """``TypeError`` unless ``value`` is a real number (a bool is not one): a Python or
+    NumPy number, or a concrete 0-d NumPy/JAX array of an integer or floating dtype, as
+    torch also takes. A traced value (a hyperparameter vmapped over ensemble members)
+    gets its own ``TypeError``: the checks need concrete values."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{owner}: {name} is a traced value; pass per-member hyperparameters as "
+            "schedules (lambda step: value), or pass concrete numbers"
+        )
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or _real_scalar(value)):
         raise TypeError(f"{owner}: {name} must be {expected}, got {type(value).__name__}")
+
+
+def _real_scalar(value: object) -> bool:
+    """A 0-d array (NumPy or JAX) of an integer or floating dtype."""
+    dtype = getattr(value, "dtype", None)
+    return (
+        getattr(value, "shape", None) == ()
+        and dtype is not None
+        and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
+    )
 
 
 def check_lr(owner: str, value: object, name: str = "lr", schedule_ok: bool = True) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import optax
 
 from jaxnet.optim import transforms
@@ -199,7 +200,7 @@ def _chain(*parts: optax.GradientTransformation | None) -> optax.GradientTransfo
 
 
 def _check_betas(optimizer: str, betas: Sequence[float]) -> None:
-    if isinstance(betas, str) or not isinstance(betas, Sequence):
+    if isinstance(betas, str) or not (isinstance(betas, Sequence) or np.ndim(betas) == 1):
         raise TypeError(
             f"{optimizer}: betas must be a pair (beta1, beta2), got {type(betas).__name__}"
         )
