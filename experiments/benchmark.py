@@ -6,7 +6,8 @@ Measures, in one process and in interleaved rounds, the seed's MNIST MLP train s
 points, 1000 steps). Prints medians, ratios to PyTorch eager (the median over rounds of the
 ratio within each round) and the fraction of the machine's measured float32 matmul
 throughput (the roofline) each contender reaches;
-writes ``benchmark.json`` and ``benchmark.md`` to the output directory.
+writes ``benchmark.json`` and ``benchmark.md`` to the output directory. It needs PyTorch
+(no ``--no-torch``); a progress bar on stderr counts the timing rounds (``--no-progress``).
 
     python -m experiments.benchmark            # full run, a few minutes
     python -m experiments.benchmark --fast     # tiny configuration (the CI smoke test)
@@ -17,8 +18,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from experiments import _common
 from jaxnet import nn, optim, train
@@ -78,10 +78,7 @@ def mnist_shaped(batch: int, steps: int, seed: int = 0):
 def torch_eager(x, y, batch: int, compiled: bool = False) -> Callable[[int], None]:
     import torch
 
-    model = torch.nn.Sequential(
-        torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64), torch.nn.ReLU(),
-        torch.nn.Linear(64, 10),
-    )  # fmt: skip
+    model = _common.torch_mlp(SIZES)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     xs = torch.from_numpy(x).split(batch)
     ys = torch.from_numpy(y).split(batch)
@@ -320,20 +317,36 @@ def gd_jaxnet(x, y, steps: int, lr: float = 0.1, unroll: int = 1) -> Callable[[i
 # ---- measurement ----------------------------------------------------------------------
 
 
-def measure(contenders: dict[str, Callable[[int], None]], k: int, rounds: int) -> dict:
-    """Median seconds per step of each contender, over interleaved rounds of ``k`` steps."""
+def measure(
+    contenders: dict[str, Callable[[int], None]],
+    k: int,
+    rounds: int,
+    desc: str = "timing",
+    progress: bool = True,
+) -> dict:
+    """Median seconds per step of each contender, over interleaved rounds of ``k`` steps.
+
+    A tqdm bar on stderr (off with ``progress=False``) counts the first calls, which
+    compile, and then the rounds.
+    """
     first = {}
-    for name, run in contenders.items():
-        tic = time.perf_counter()
-        run(k)  # compiles
-        first[name] = time.perf_counter() - tic
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    with tqdm(total=len(names) + rounds, desc=desc, unit="round", disable=not progress,
+              leave=False) as bar:  # fmt: skip
+        for name, run in contenders.items():
+            bar.set_postfix_str(f"first call: {name}")
             tic = time.perf_counter()
-            contenders[name](k)
-            samples[name].append((time.perf_counter() - tic) / k)
+            run(k)  # compiles
+            first[name] = time.perf_counter() - tic
+            bar.update()
+        bar.set_postfix_str("")
+        samples: dict[str, list[float]] = {name: [] for name in contenders}
+        for r in range(rounds):
+            for name in _common.round_order(names, r):
+                tic = time.perf_counter()
+                contenders[name](k)
+                samples[name].append((time.perf_counter() - tic) / k)
+            bar.update()
     return {name: {"median_s": statistics.median(s), "samples_s": s, "first_call_s": first[name]}
             for name, s in samples.items()}  # fmt: skip
 
@@ -350,7 +363,9 @@ def first_step_compile_seconds(batch: int) -> float:
     return time.perf_counter() - tic
 
 
-def mlp_workload(batch: int, epoch_steps: int, rounds: int, torch_compile: bool) -> dict:
+def mlp_workload(
+    batch: int, epoch_steps: int, rounds: int, torch_compile: bool, progress: bool = True
+) -> dict:
     x, y = mnist_shaped(batch, epoch_steps)
     contenders = {"PyTorch eager": torch_eager(x, y, batch)}
     if torch_compile:
@@ -359,7 +374,7 @@ def mlp_workload(batch: int, epoch_steps: int, rounds: int, torch_compile: bool)
     contenders.update(raw_jax_contenders(x, y, batch))
     contenders["Flax NNX"] = flax_nnx(x, y, batch)
     contenders["Equinox"] = equinox(x, y, batch)
-    return measure(contenders, epoch_steps, rounds)
+    return measure(contenders, epoch_steps, rounds, f"MLP, batch {batch}", progress)
 
 
 def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
@@ -395,8 +410,9 @@ def table(title: str, results: dict, flops: int | None, roofline: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = _common.parser(__doc__.splitlines()[0], no_torch=False)
     p.add_argument("--fast", action="store_true", help="tiny configuration (smoke test)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--rounds", type=int, default=None, help="timing rounds (default 15; 2 fast)")
     p.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="include torch.compile (default: on, off with --fast)")  # fmt: skip
@@ -406,17 +422,9 @@ def main(argv: list[str] | None = None) -> dict:
     out = _common.output_dir(args.out, "benchmark")
     rounds = args.rounds or (2 if args.fast else 15)
     with_compile = (not args.fast) if args.torch_compile is None else args.torch_compile
-    import torch
-
+    progress = not args.no_progress
     report: dict = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "jax": jax.__version__,
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "device": str(jax.devices()[0]),
-        },
+        "machine": _common.machine_info(),
         "roofline_gflops": matmul_roofline(256 if args.fast else 1024),
         "first_step_compile_s": first_step_compile_seconds(512),
         "workloads": {},
@@ -424,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
     sections = []
     for batch, steps in ((64, 4), (512, 2)) if args.fast else ((64, 100), (512, 40)):
         name = f"MNIST MLP train step, batch {batch}"
-        results = mlp_workload(batch, steps, rounds, with_compile)
+        results = mlp_workload(batch, steps, rounds, with_compile, progress)
         report["workloads"][name] = results
         sections.append(table(name, results, mlp_flops(batch), report["roofline_gflops"]))
     gd_steps = 50 if args.fast else 1000
@@ -434,7 +442,7 @@ def main(argv: list[str] | None = None) -> dict:
         "jaxnet": gd_jaxnet(x, y, gd_steps),
         "jaxnet, unroll 10": gd_jaxnet(x, y, gd_steps, unroll=10),
     }
-    gd = measure(gd_contenders, gd_steps, rounds)
+    gd = measure(gd_contenders, gd_steps, rounds, "gradient descent", progress)
     name = f"Linear-regression gradient descent, 100 points, {gd_steps} steps"
     report["workloads"][name] = gd
     sections.append(table(name, gd, None, report["roofline_gflops"]))

@@ -220,7 +220,7 @@ def run_jaxnet(data: dict[str, np.ndarray], key: jax.Array) -> dict[str, Any]:
     res["tied_alias_value"] = float(sd["4.weight"][0, 0])
     res["tied_grad"] = a["tied_grad"]["2"]["weight"]
     res["tied_grad_uses"] = [a["untied_grad"][i]["weight"] for i in ("2", "4")]
-    res["tied_grad_vs_sum"] = float(np.abs(res["tied_grad"] - sum(res["tied_grad_uses"])).max())
+    res["tied_grad_vs_sum"] = _common.max_abs_diff(res["tied_grad"], sum(res["tied_grad_uses"]))
     res["tied_grad_uses_differ"] = not np.allclose(*res["tied_grad_uses"])
 
     res["centered"] = a["centered"]
@@ -452,7 +452,7 @@ def run(*, out: Path | None = None, with_torch: bool = True, seed: int = 0) -> d
     report.update({f"torch_{k}": v for k, v in theirs.items()})
     if theirs:
         for key in ("block_output", "bias2", "tied_grad", "mylinear_output"):
-            report[f"torch_vs_jaxnet_{key}_diff"] = float(np.abs(ours[key] - theirs[key]).max())
+            report[f"torch_vs_jaxnet_{key}_diff"] = _common.max_abs_diff(ours[key], theirs[key])
         print("\nsame parameters, max |PyTorch − jaxnet|: " + ", ".join(
             f"{k} {report[f'torch_vs_jaxnet_{k}_diff']:.1e}"
             for k in ("block_output", "bias2", "tied_grad", "mylinear_output")))  # fmt: skip

@@ -13,13 +13,12 @@ that ran — plus two plots, to the output directory.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import inspect
 import itertools
 import math
-import os
-import platform
 import statistics
 import textwrap
 import time
@@ -307,7 +306,7 @@ def time_steps(steps: dict[str, Callable[[], Any]], rounds: int, min_sample_s: f
     samples: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+        for name in _common.round_order(names, r):
             tic = time.perf_counter()
             for _ in range(calls[name]):
                 jax.block_until_ready(steps[name]())
@@ -545,28 +544,22 @@ def plot(out: Path, results: dict) -> list[Path]:
     return paths
 
 
-def machine_info() -> dict[str, Any]:
-    import flax
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "device": str(jax.devices()[0]),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "flax": flax.__version__,
-    }
+def _non_negative_int(value: str) -> int:
+    """``--seed``'s type: NumPy's generators take no negative seed."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} is negative; seeds are 0 or more")
+    return number
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = _common.parser(__doc__.splitlines()[0], no_torch=False)
     p.add_argument("--fast", action="store_true", help="few timing repeats (smoke test)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="data seed, 0 or more")
     args = p.parse_args(argv)
-    if args.no_torch:
-        p.error("compare_styles compares against PyTorch; --no-torch does not apply")
     out = _common.output_dir(args.out, "compare_styles")
     timing = (
         {"rounds": 3, "min_sample_s": 0.002} if args.fast else {"rounds": 21, "min_sample_s": 0.02}
@@ -588,7 +581,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"jaxnet {diffs['torch_vs_jaxnet']:.1e}; µs per step {times}"
         )
     ensemble = run_ensemble(args.seed)
-    machine = machine_info()
+    machine = _common.machine_info(flax=True)
     report_path = out / REPORT
     write_report(report_path, results, ensemble, machine, timing)
     plots = plot(out, results)

@@ -57,15 +57,8 @@ def make_model() -> nn.Sequential:
 
 
 def torch_model():
-    import torch
-
-    return torch.nn.Sequential(
-        torch.nn.Linear(784, 256),
-        torch.nn.ReLU(),
-        torch.nn.Linear(256, 64),
-        torch.nn.ReLU(),
-        torch.nn.Linear(64, 10),
-    )
+    """The PyTorch twin of :func:`make_model`."""
+    return _common.torch_mlp()
 
 
 def jaxnet_optimizer(recipe: Recipe, total_steps: int):
@@ -178,7 +171,6 @@ def run_torch(recipe, params, orders, train_xy, test_xy, progress=True) -> dict[
         "step_loss": torch.stack(losses).numpy(),
         "accuracy": accuracy,
         "train_seconds": train_seconds,
-        "model": model,
     }
 
 
@@ -307,7 +299,12 @@ def check_checkpoint_in_torch(path: Path, params, test_xy) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = _common.parser(
+        __doc__.splitlines()[0],
+        no_torch_help="never train the PyTorch twin, even with --compare-torch (without "
+        "--compare-torch it is not trained anyway); torch still loads the checkpoint to "
+        "check it",
+    )
     p.add_argument("--recipe", choices=sorted(RECIPES), default="seed")
     p.add_argument(
         "--compare-torch",
@@ -315,13 +312,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="also train the PyTorch twin from the same weights and batch order",
     )
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    p.add_argument("--subset", type=int, default=None, help="train on the first N examples")
+    p.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="train on the first N examples (N >= the batch size)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--devices", type=int, default=None,
                    help="data parallel over N devices (on CPU: N simulated devices)")  # fmt: skip
     p.add_argument("--data-dir", type=Path, default=None,
                    help="read MNIST from IDX files (raw or .gz) in this directory")  # fmt: skip
     args = p.parse_args(argv)
+    recipe = RECIPES[args.recipe]
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs {args.epochs} must be at least 1")
+    if args.subset is not None and args.subset < recipe.batch_size:
+        p.error(
+            f"--subset {args.subset} must be at least the {args.recipe} recipe's batch size "
+            f"{recipe.batch_size}"
+        )
+    if args.devices is not None and (args.devices < 1 or recipe.batch_size % args.devices):
+        p.error(
+            f"--devices {args.devices} must be a positive divisor of the {args.recipe} recipe's "
+            f"batch size {recipe.batch_size}"
+        )
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        p.error(f"--data-dir {args.data_dir} is not an existing directory")
     if args.devices is not None:  # CPU only; must come before JAX's first operation
         jax.config.update("jax_num_cpu_devices", args.devices)
     if args.data_dir is not None:

@@ -54,7 +54,7 @@ def trap_figures(wrong: np.ndarray, right: np.ndarray, x: np.ndarray, last_freq:
     bands = wrong[..., x.shape[-1] :].reshape(*x.shape[:-1], -1, x.shape[-1])  # (N, 2F, D)
     last = np.cos(x.astype(np.float64) * last_freq)[..., None, :]  # (N, 1, D)
     return {
-        "trap_max_diff": float(np.abs(wrong - right).max()),
+        "trap_max_diff": _common.max_abs_diff(wrong, right),
         "trap_every_band_is_last": bool(np.allclose(bands, last, atol=1e-3)),
     }
 
@@ -94,8 +94,10 @@ def run_torch(x: np.ndarray) -> dict[str, Any]:
     return res
 
 
-def plot(path: Path) -> None:
-    """sin and cos of each band over ``x ∈ [−1, 1]`` (one input feature), and the trap."""
+def plot(path: Path) -> str:
+    """sin and cos of each band over ``x ∈ [−1, 1]`` (one input feature), and the trap.
+
+    Returns the trap panel's title, which names the layer's highest frequency."""
     _common.plot_backend()
     import matplotlib.pyplot as plt
 
@@ -112,12 +114,15 @@ def plot(path: Path) -> None:
         axes[2].plot(x[:, 0], wrong[:, j], lw=3 - 2 * j / wrong.shape[1])
     axes[0].set(title="sin bands", xlabel="x")
     axes[1].set(title="cos bands", xlabel="x")
-    axes[2].set(title=f"closures without defaults: all {2 * PLOT_FREQS} = cos(8x)", xlabel="x")
+    last = float(layer.frequencies()[-1])  # the late-bound closures all read the last band
+    trap_title = f"closures without defaults: all {2 * PLOT_FREQS} = cos({last:g}x)"
+    axes[2].set(title=trap_title, xlabel="x")
     for ax in axes:
         ax.grid(alpha=0.3)
     for ax in axes[:2]:
         ax.legend(fontsize=8, loc="lower left")
     _common.save_figure(fig, path)
+    return trap_title
 
 
 def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True) -> dict[str, Any]:
@@ -134,7 +139,7 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
         freqs = ", ".join(f"{f:g}" for f in ours[f"frequencies_{sampling}"])
         print(f"  {sampling} sampling, bands [{freqs}]")
         if theirs:
-            gap = float(np.abs(ours[f"encoding_{sampling}"] - theirs[f"encoding_{sampling}"]).max())
+            gap = _common.max_abs_diff(ours[f"encoding_{sampling}"], theirs[f"encoding_{sampling}"])
             report[f"torch_vs_jaxnet_{sampling}_max_diff"] = gap
             report[f"torch_frequencies_{sampling}"] = theirs[f"frequencies_{sampling}"]
             print(f"    closure list (PyTorch) vs PositionalEncoding (jaxnet): max diff {gap:.2e}")

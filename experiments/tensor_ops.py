@@ -368,7 +368,11 @@ def _leaves(result) -> list:
 
 
 def compare(torch_result, jax_result, kind: str) -> tuple[float, bool]:
-    """``(largest |difference|, within tolerance)``; a difference in structure is inf."""
+    """``(largest |difference|, within tolerance)``; a difference in structure is inf.
+
+    Values only: both sides are cast to float64 first, so dtypes are compared apart
+    (``_dtypes``; ``run_rows`` reports them as ``dtypes_match``).
+    """
     a_leaves, b_leaves = _leaves(torch_result), _leaves(jax_result)
     if len(a_leaves) != len(b_leaves):
         return math.inf, False
@@ -394,9 +398,21 @@ def compare(torch_result, jax_result, kind: str) -> tuple[float, bool]:
     return float(worst), agree
 
 
-def _dtype(result) -> str:
-    leaf = _leaves(result)[0]
-    return str(leaf.dtype) if isinstance(leaf, np.ndarray) else str(leaf)
+def _dtypes(result) -> list[str]:
+    """Every leaf's dtype (a dtype-name leaf stands for itself, a ``Failure`` by its error)."""
+    return [
+        str(leaf.dtype)
+        if isinstance(leaf, np.ndarray)
+        else leaf.error
+        if isinstance(leaf, Failure)
+        else str(leaf)
+        for leaf in _leaves(result)
+    ]
+
+
+def _show_dtypes(dtypes: list[str]) -> str:
+    """The leaves' dtypes, one name when they all share it, else each leaf's in order."""
+    return dtypes[0] if len(set(dtypes)) == 1 else ", ".join(dtypes)
 
 
 def _show(result) -> str:
@@ -418,9 +434,9 @@ def run_rows(data: dict[str, np.ndarray], torch) -> list[dict[str, Any]]:
     """Every table row in JAX and, when ``torch`` is given, in PyTorch."""
     table = checks(torch)
     rows = []
-    with (
-        warnings.catch_warnings()
-    ):  # astype(float64) without x64: float32, as the dtype column shows
+    with warnings.catch_warnings():
+        # astype(float64) without jax_enable_x64 gives float32: the row reports the dtype
+        # difference (``dtypes_match``) rather than hiding it behind the warning
         warnings.filterwarnings("ignore", "Explicitly requested dtype float64")
         for row in jt.TORCH_TO_JAX:
             check = table[row.torch]
@@ -429,12 +445,13 @@ def run_rows(data: dict[str, np.ndarray], torch) -> list[dict[str, Any]]:
                 "torch": row.torch,
                 "inputs": _describe(data, check.args),
                 "kind": check.kind,
-                "jax_dtype": _dtype(ours),
+                "jax_dtype": _show_dtypes(_dtypes(ours)),
             }
             if torch is not None:
                 theirs = check.torch(*(torch.from_numpy(np.array(data[n])) for n in check.args))
                 result["diff"], result["agrees"] = compare(theirs, ours, check.kind)
-                result["torch_dtype"] = _dtype(theirs)
+                result["torch_dtype"] = _show_dtypes(_dtypes(theirs))
+                result["dtypes_match"] = _dtypes(theirs) == _dtypes(ours)
             rows.append(result)
     return rows
 
@@ -491,10 +508,12 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
     }
     for r in rows:
         if with_torch:
+            verdict = "yes" if r["agrees"] else "NO"
+            if not r["dtypes_match"]:
+                verdict = ("values yes" if r["agrees"] else "NO") + ", dtype differs"
             lines.append(
                 f"| `{r['torch']}` | {r['inputs']} | {compared[r['kind']]} | "
-                f"{r['torch_dtype']} | {r['jax_dtype']} | {r['diff']:.2e} | "
-                f"{'yes' if r['agrees'] else 'NO'} |"
+                f"{r['torch_dtype']} | {r['jax_dtype']} | {r['diff']:.2e} | {verdict} |"
             )
         else:
             lines.append(f"| `{r['torch']}` | {r['inputs']} | {r['jax_dtype']} |")
@@ -534,7 +553,10 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
     if with_torch:
         rows_title = (
             "Every row run in both on the same inputs "
-            f"(float32 rows agree when |Δ| <= {ATOL:g} + {RTOL:g}·|torch|)"
+            f"(float32 rows agree when |Δ| <= {ATOL:g} + {RTOL:g}·|torch|; values are "
+            "compared in float64 and dtypes apart: JAX defaults to float32 and int32 "
+            "without jax_enable_x64 and keeps float32 even where float64 is asked for, "
+            "to float64 and int64 with it; torch to float32 and int64)"
         )
     sections = [
         ("The PyTorch→JAX table (jaxnet.tensor.TORCH_TO_JAX)", jt.format_table()),
@@ -552,6 +574,7 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
     if with_torch:
         report["torch_row_diff"] = {r["torch"]: r["diff"] for r in rows}
         report["torch_row_agrees"] = {r["torch"]: r["agrees"] for r in rows}
+        report["torch_row_dtypes_match"] = {r["torch"]: r["dtypes_match"] for r in rows}
         report["torch_traps"] = {
             t["name"]: {
                 k: t[k]
@@ -560,9 +583,11 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
             for t in found
         }
         bad = [r["torch"] for r in rows if not r["agrees"]]
+        other_dtype = [r["torch"] for r in rows if not r["dtypes_match"]]
         print(
-            f"\n{len(rows) - len(bad)} of {len(rows)} rows agree"
+            f"\n{len(rows) - len(bad)} of {len(rows)} rows agree in values"
             + (f"; differing: {bad}" if bad else "")
+            + (f"\n{len(other_dtype)} rows differ in dtype: {other_dtype}" if other_dtype else "")
         )
     report["markdown"] = str(out / "tensor_ops.md")
     Path(report["markdown"]).write_text(text + "\n")

@@ -8,7 +8,7 @@ from experiments import benchmark
 
 
 def test_benchmark_fast_writes_its_tables(tmp_path):
-    report = benchmark.main(["--fast", "--rounds", "1", "--out", str(tmp_path)])
+    report = benchmark.main(["--fast", "--rounds", "1", "--no-progress", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "benchmark.json").read_text())
     markdown = (tmp_path / "benchmark.md").read_text()
     expected = {"PyTorch eager", "jaxnet step", "jaxnet epoch", "raw JAX step", "raw JAX epoch",
@@ -41,3 +41,28 @@ def test_benchmark_refuses_no_rounds(capsys):
     with pytest.raises(SystemExit):
         benchmark.main(["--fast", "--rounds", "0"])
     assert "--rounds 0 must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_benchmark_refuses_an_out_that_is_or_is_under_a_file(below, tmp_path, capsys):
+    path = tmp_path / "results.txt"
+    path.write_text("not a directory")
+    with pytest.raises(SystemExit):
+        benchmark.main(["--fast", "--out", str(path / below)])
+    assert f"argument --out: {path} exists and is not a directory" in capsys.readouterr().err
+    assert path.read_text() == "not a directory"
+
+
+def test_benchmark_does_not_offer_no_torch(capsys):
+    """Its tables are relative to PyTorch eager, so it cannot run without PyTorch."""
+    with pytest.raises(SystemExit):
+        benchmark.main(["--fast", "--no-torch"])
+    assert "unrecognized arguments: --no-torch" in capsys.readouterr().err
+
+
+def test_measure_rotates_the_order_of_the_rounds():
+    calls = []
+    contenders = {name: (lambda k, name=name: calls.append(name)) for name in "abc"}
+    result = benchmark.measure(contenders, 1, 3, progress=False)
+    assert calls == list("abc" + "abc" + "bca" + "cab")  # first calls, then three rounds
+    assert {name: len(r["samples_s"]) for name, r in result.items()} == dict.fromkeys("abc", 3)

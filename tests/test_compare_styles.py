@@ -159,7 +159,16 @@ def test_nnx_loader_names_the_missing_or_misshapen_weight():
         nnx_style.load_torch_weights(net, {**weights, "weight": np.ones((3, 3), np.float32)})
 
 
-def test_no_torch_flag_is_refused(tmp_path, capsys):
+def test_no_torch_flag_is_not_offered(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare_styles.main(["--no-torch", "--out", str(tmp_path)])
-    assert "--no-torch does not apply" in capsys.readouterr().err
+    assert "unrecognized arguments: --no-torch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("seed", "message"), [("-1", "-1 is negative"), ("x", "'x' is not an integer")]
+)
+def test_bad_seed_is_refused(seed, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compare_styles.main(["--fast", "--seed", seed, "--out", str(tmp_path)])
+    assert f"argument --seed: {message}" in capsys.readouterr().err

@@ -91,3 +91,25 @@ def test_sweep_experiment_refuses_bad_sizes(args, capsys):
     with pytest.raises(SystemExit):
         ensemble_sweep.main(["--fast", *args])
     assert f"{args[0]} {args[1]} must be" in capsys.readouterr().err
+
+
+def test_sweep_experiment_writes_its_report_and_plot(tmp_path):
+    import json
+
+    from experiments import ensemble_sweep
+
+    report = ensemble_sweep.main(["--fast", "--no-progress", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "ensemble_sweep.json").read_text())
+    assert saved["members"] == 4 and saved["steps"] == 4 and saved["examples"] == 4 * 64
+    assert len(saved["member_max_diff"]) == 4  # every member checked against its twin
+    assert saved["max_member_diff"] == max(saved["member_max_diff"]) < 1e-5
+    assert len(saved["jaxnet_part_seconds"]) == len(saved["torch_part_seconds"]) == 4
+    assert saved["part_speedups"] == pytest.approx(
+        [t / j for t, j in zip(saved["torch_part_seconds"], saved["jaxnet_part_seconds"],
+                               strict=True)]
+    )  # fmt: skip
+    assert saved["speedup"] == pytest.approx(saved["torch_seconds"] / saved["jaxnet_seconds"])
+    assert saved["jaxnet_gflops"] > 0 and saved["torch_gflops"] > 0
+    png = (tmp_path / "ensemble_sweep.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert report["report"] == str(tmp_path / "ensemble_sweep.json")

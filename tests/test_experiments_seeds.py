@@ -54,6 +54,7 @@ def test_autograd_basics_prints_the_seed_values(tmp_path, capsys):
     np.testing.assert_allclose(r["torch_grad_w"], expected, rtol=1e-5)
     assert r["torch_b_grad_is_none"]
     printed = capsys.readouterr().out
+    assert "PyTorch float64 tensor" in printed and "jaxnet (Python float)" in printed
     assert printed.count("6.000050000043442") == 2
     assert printed.count("[75, 150, 75]") == 2
     assert printed.count("[-0.25, -0.5, -0.25]") == 2
@@ -157,6 +158,14 @@ def test_positional_encoding_equals_closures_and_shows_the_trap(tmp_path):
         assert r[p + "trap_every_band_is_last"]
     assert r["torch_vs_jaxnet_log_max_diff"] < 1e-6
     assert r["torch_vs_jaxnet_linear_max_diff"] < 1e-4  # sin of ~500 rad in float32
+
+
+@pytest.mark.parametrize("num_freqs", [4, 3])
+def test_positional_encoding_plot_names_the_last_band(num_freqs, tmp_path, monkeypatch):
+    monkeypatch.setattr(positional_encoding, "PLOT_FREQS", num_freqs)
+    title = positional_encoding.plot(tmp_path / "bands.png")
+    last = 2.0 ** (num_freqs - 1)  # log sampling: 1, 2, ..., 2^(F−1)
+    assert title == f"closures without defaults: all {2 * num_freqs} = cos({last:g}x)"
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

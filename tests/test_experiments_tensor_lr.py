@@ -2,7 +2,8 @@
 
 The tensor table: every row of ``jaxnet.tensor.TORCH_TO_JAX`` runs in both styles and
 agrees (float32 rows within |Δ| <= 1e-5 + 1e-5·|torch|, integer and layout rows exactly,
-random rows in mean and std within 0.02 σ); each trap's naive jnp translation differs
+random rows in mean and std within 0.02 σ), and a dtype difference (float64 asked of JAX
+without x64) is reported, not cast away; each trap's naive jnp translation differs
 from PyTorch while jaxnet.tensor's helper equals it. The schedules: every jaxnet schedule
 equals PyTorch's scheduler to 1e-12 in float64 and 1e-6 in float32; seed 000's curve
 starts at ``lr_init · lr_delay_mult`` (with a delay), passes the geometric mean of
@@ -44,6 +45,25 @@ def test_every_table_row_runs_in_both_styles_and_agrees(tensor_report):
         assert tensor_report["torch_row_agrees"][expr], expr
         assert tensor_report["torch_row_diff"][expr] <= bound[kinds[expr]], expr
     assert jt.format_table() in Path(tensor_report["markdown"]).read_text()
+
+
+def test_dtype_differences_are_reported_not_hidden(tensor_report):
+    """Values are compared in float64; a dtype difference is shown, not cast away."""
+    import torch
+
+    row = "x.float(), x.to(torch.float64)"
+    assert tensor_report["torch_row_dtypes_match"][row]  # the test configuration enables x64
+    with jax.enable_x64(False):  # the user's default: JAX keeps float32
+        rows = {r["torch"]: r for r in tensor_ops.run_rows(tensor_ops.inputs(True), torch)}
+    assert rows[row]["torch_dtype"] == "float32, float64"  # every leaf's dtype, not the first
+    assert rows[row]["jax_dtype"] == "float32"
+    assert rows[row]["agrees"] and not rows[row]["dtypes_match"]
+    assert "| values yes, dtype differs |" in tensor_ops.rows_table([rows[row]])
+    same = tensor_ops.rows_table([rows["x.t()"]])
+    assert rows["x.t()"]["dtypes_match"] and same.endswith("| yes |")
+    int_row = "x.argmax(dim=1, keepdim=True), x.argmin(dim=1)"  # torch: int64 indices
+    assert rows[int_row]["torch_dtype"] == "int64"
+    assert rows[int_row]["dtypes_match"] == (rows[int_row]["jax_dtype"] == "int64")
 
 
 def test_each_trap_bites_naively_and_the_helper_fixes_it(tensor_report):

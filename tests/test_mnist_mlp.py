@@ -47,3 +47,43 @@ def test_cli_reads_idx_directory(tmp_path, capsys):
                              "--recipe", "best", "--out", str(tmp_path / "out")])  # fmt: skip
     assert report["accuracy"] > 0.3
     assert "final test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--subset", "0"], "--subset 0 must be at least the seed recipe's batch size 512"),
+        (["--subset", "-5"], "--subset -5 must be at least"),
+        (["--subset", "100"], "--subset 100 must be at least"),
+        (["--recipe", "best", "--subset", "100"], "the best recipe's batch size 128"),
+        (["--epochs", "0"], "--epochs 0 must be at least 1"),
+        (["--devices", "0"], "--devices 0 must be a positive divisor"),
+        (["--devices", "3"], "--devices 3 must be a positive divisor of the seed recipe's"),
+        (["--data-dir", "missing"], "is not an existing directory"),
+    ],
+)
+def test_cli_refuses_bad_arguments(args, message, tmp_path, capsys):
+    args = [a.replace("missing", str(tmp_path / "missing")) for a in args]
+    with pytest.raises(SystemExit) as error:
+        mnist_mlp.main([*args, "--out", str(tmp_path / "out")])
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_cli_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "out"
+    path.write_text("")
+    with pytest.raises(SystemExit):
+        mnist_mlp.main(["--out", str(path)])
+    assert "argument --out:" in capsys.readouterr().err
+
+
+def test_no_torch_help_says_what_it_does(capsys):
+    with pytest.raises(SystemExit):
+        mnist_mlp.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split()).replace(
+        "--compare- torch", "--compare-torch"
+    )
+    assert "never train the PyTorch twin, even with --compare-torch" in help_text
+    assert "torch still loads the checkpoint to check it" in help_text
