@@ -70,12 +70,22 @@ def _aliases(model: Any) -> dict[str, str]:
 
 
 def _alias_names(flat: Mapping[str, Any], model: Any) -> dict[str, str]:
-    """Every state_dict key torch adds for tied layers, mapped to the stored name."""
-    names = {}
-    for alias, first in _aliases(model).items():
-        for name in flat:
-            if name.startswith(first + "."):
-                names[alias + name[len(first) :]] = name
+    """Every state_dict key torch adds for tied layers, mapped to the stored name.
+
+    An alias repeats every key under its first position, including keys that are
+    themselves aliases (a tied block holding a tied layer), so this runs to a fixed point.
+    """
+    names: dict[str, str] = {}
+    aliases = _aliases(model)
+    grew = True
+    while grew:
+        grew = False
+        for alias, first in aliases.items():
+            for name in [*flat, *names]:
+                key = alias + name[len(first) :]
+                if name.startswith(first + ".") and key not in flat and key not in names:
+                    names[key] = names.get(name, name)
+                    grew = True
     return names
 
 

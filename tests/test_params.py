@@ -305,3 +305,20 @@ def test_custom_layers_centered_and_mylinear(rng):
 
     net = nn.Sequential(MyLinear(64, 8), MyLinear(8, 1))
     assert net.apply(net.init(jax.random.key(0)), rng.standard_normal((2, 64))).shape == (2, 1)
+
+
+def test_nested_tying_lists_every_key_torch_lists(rng):
+    """A tied block that holds a tied layer: torch's state_dict repeats every position."""
+    lin, t_lin = nn.Linear(3, 3, dtype=jnp.float64), torch.nn.Linear(3, 3).double()
+    inner, t_inner = nn.Sequential(lin, lin), torch.nn.Sequential(t_lin, t_lin)
+    ours, theirs = nn.Sequential(inner, inner), torch.nn.Sequential(t_inner, t_inner)
+    params = jaxnet.load_state_dict(ours.init(jax.random.key(0)), theirs.state_dict(), model=ours)
+    assert list(params) == ["0"] and list(params["0"]) == ["0"]  # stored once
+    ours_sd = jaxnet.state_dict(params, model=ours)
+    assert list(ours_sd) == list(theirs.state_dict())
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(ours_sd[key], value.numpy())
+    x = rng.standard_normal((2, 3))
+    np.testing.assert_allclose(
+        ours.apply(params, x), theirs(torch.tensor(x)).detach().numpy(), **F64
+    )
