@@ -40,6 +40,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxnet.datasets import batch_order
 from jaxnet.datasets.batching import num_examples
+from jaxnet.optim._checks import check_positive_int
 
 DATA = "data"
 MODEL = "model"
@@ -82,9 +83,7 @@ def make_mesh(num_devices: int | None = None, model: int = 1) -> Mesh:
     """
     available = jax.device_count()
     num_devices = available if num_devices is None else num_devices
-    for name, value in (("num_devices", num_devices), ("model", model)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"make_mesh: {name} must be a positive int, got {value!r}")
+    check_positive_int("make_mesh", num_devices=num_devices, model=model)
     if num_devices > available:
         raise ValueError(
             f"make_mesh: {num_devices=} but only {available} devices are visible (on CPU, "

@@ -344,7 +344,7 @@ def test_one_device_mesh_and_mesh_errors():
     assert dict(mesh.shape) == {"data": 1, "model": 1} and parallel.data_size(mesh) == 1
     with pytest.raises(ValueError, match=r"make_mesh: num_devices=2 but only 1 devices"):
         parallel.make_mesh(2)
-    with pytest.raises(ValueError, match=r"make_mesh: model must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"make_mesh: model=0 must be a positive int"):
         parallel.make_mesh(model=0)
     with pytest.raises(TypeError, match=r"data_size: expected a jax.sharding.Mesh, got str"):
         parallel.data_size("data")
