@@ -38,9 +38,9 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from jaxnet._checks import check_positive_int
 from jaxnet.datasets import batch_order
 from jaxnet.datasets.batching import num_examples
-from jaxnet.optim._checks import check_positive_int
 
 DATA = "data"
 MODEL = "model"

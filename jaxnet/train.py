@@ -39,9 +39,9 @@ from flax import struct
 from tqdm.auto import tqdm
 
 from jaxnet import parallel
+from jaxnet._checks import check_positive_int
 from jaxnet.datasets import batch_order
 from jaxnet.datasets.batching import num_examples
-from jaxnet.optim._checks import check_positive_int
 
 NAN_POLICIES = ("stop", "skip")
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnet.optim._checks import (
+from jaxnet._checks import (
     check_lr,
     check_milestones,
     check_not_nan,

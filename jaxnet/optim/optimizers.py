@@ -29,8 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import optax
 
+from jaxnet._checks import check_lr, check_non_negative, check_not_nan, check_real
 from jaxnet.optim import transforms
-from jaxnet.optim._checks import check_lr, check_non_negative, check_not_nan, check_real
 
 
 def SGD(

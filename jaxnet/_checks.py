@@ -1,6 +1,6 @@
-"""Argument checks shared by the optimisers, schedules and training loops; each raises
-before tracing. ``not value >= 0`` style comparisons also refuse NaN, as torch does
-for a NaN ``lr`` or ``eps``."""
+"""Argument checks shared by the optimisers, schedules, training loops and device meshes;
+each raises before tracing. ``not value >= 0`` style comparisons also refuse NaN, as torch
+does for a NaN ``lr`` or ``eps``."""
 
 from __future__ import annotations
 
