@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     lrs = jnp.geomspace(1e-3, 1e-1, members).astype(jnp.float32)
 
     chunks = np.array_split(np.array(index_batches), args.chunks)  # writable, for torch
-    run_jax, trained = jaxnet_sweep(keys, lrs, data, [jnp.asarray(c) for c in chunks])
+    device_chunks = [jnp.asarray(c) for c in chunks]  # placed once, outside the timing
+    run_jax, trained = jaxnet_sweep(keys, lrs, data, device_chunks)
     run_torch = None
     if not args.no_torch:
         from jaxnet import params as params_lib
@@ -139,9 +140,16 @@ def main(argv: list[str] | None = None) -> dict:
         run_torch = torch_sweep(initial, np.asarray(lrs), x, y)
     # The two sweeps alternate chunk by chunk, so both see the same machine load.
     jax_seconds, torch_seconds = [], []
-    for chunk in tqdm(chunks, desc="sweep parts", unit="part", disable=args.no_progress,
-                      leave=False):  # fmt: skip
-        jax_seconds.append(timed(run_jax, jnp.asarray(chunk)))
+    parts = tqdm(
+        zip(chunks, device_chunks, strict=True),
+        total=len(chunks),
+        desc="sweep parts",
+        unit="part",
+        disable=args.no_progress,
+        leave=False,
+    )
+    for chunk, device_chunk in parts:
+        jax_seconds.append(timed(run_jax, device_chunk))
         if run_torch is not None:
             torch_seconds.append(timed(run_torch, chunk))
     states = trained()

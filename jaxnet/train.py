@@ -281,6 +281,13 @@ def evaluate(
     check_positive_int("evaluate", batch_size=batch_size)
     n = num_examples("evaluate", data)
     _check_metrics("evaluate", metric_fn, params, data, min(batch_size, n))
+    return _mean_metrics(metric_fn, params, data, n, batch_size)
+
+
+def _mean_metrics(
+    metric_fn: Callable, params: Any, data: Any, n: int, batch_size: int
+) -> dict[str, float]:
+    """:func:`evaluate` on arguments already checked (``n`` examples in ``data``)."""
     compiled = jax.jit(metric_fn)
     totals: dict[str, float] = {}
     for start in range(0, n, batch_size):
@@ -358,6 +365,7 @@ def fit(
         )
         raise ValueError(f"fit: {given} was given without {missing}; evaluation needs both")
     n = num_examples("fit: train_data", train_data)
+    n_eval = 0
     if eval_data is not None:
         n_eval = num_examples("fit: eval_data", eval_data)
         _check_metrics("fit", metric_fn, state.params, eval_data, min(_EVAL_BATCH, n_eval))
@@ -424,7 +432,10 @@ def fit(
         history["step_loss"].extend(epoch_losses.tolist())
         history["epoch_loss"].append(float(np.nanmean(epoch_losses)))
         if metric_fn is not None:
-            history["eval"].append(evaluate(metric_fn, state.params, eval_data))
+            # checked before training: no re-trace of metric_fn each epoch
+            history["eval"].append(
+                _mean_metrics(metric_fn, state.params, eval_data, n_eval, _EVAL_BATCH)
+            )
             bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.4f}", **history["eval"][-1])
         bar.close()
     return state, history
