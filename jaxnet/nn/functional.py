@@ -1,6 +1,10 @@
-"""Activations and losses with PyTorch's names, defaults and numbers (``torch.nn.functional``).
+"""Activations, dropout, normalisation and losses with PyTorch's names, defaults and numbers
+(``torch.nn.functional``).
 
-Every function is pure and works under ``jax.grad``, ``jax.jit`` and ``jax.vmap``.
+Every function is pure and works under ``jax.grad``, ``jax.jit`` and ``jax.vmap``. Dropout
+takes its randomness as an argument (a PRNG key or a keep-mask) and ``batch_norm`` returns
+its updated running statistics instead of modifying them: see :func:`dropout` and
+:func:`batch_norm`.
 Values *and* gradients follow torch, including the places where JAX's own choice
 differs: ``leaky_relu``'s slope and ``l1_loss``'s zero gradient at 0, the exact-erf
 ``gelu`` by default, ``binary_cross_entropy``'s clamped logs and clamped gradient, and
@@ -8,6 +12,10 @@ differs: ``leaky_relu``'s slope and ``l1_loss``'s zero gradient at 0, the exact-
 
 Losses refuse what torch would broadcast or clamp silently:
 
+* every loss takes a floating-point ``input`` and raises ``TypeError`` for an integer or
+  bool one (torch refuses those too), so no loss computes in integers and wraps around;
+  the targets of the elementwise losses may be integers or bools (0/1 labels): they are
+  converted to the input's dtype before any arithmetic;
 * ``input`` and ``target`` of different shapes raise ``ValueError`` (torch only warns);
 * integer class labels outside ``[0, C)`` (other than ``ignore_index``) raise
   ``ValueError`` when the labels are concrete; under ``jax.jit``, where their values are
@@ -23,6 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jaxnet.nn._arrays import check_floating
+from jaxnet.nn._dropout import dropout as dropout
+from jaxnet.nn._dropout import dropout1d as dropout1d
+from jaxnet.nn._dropout import dropout2d as dropout2d
+from jaxnet.nn._norm import BatchNormOutput as BatchNormOutput
+from jaxnet.nn._norm import batch_norm as batch_norm
+from jaxnet.nn._norm import layer_norm as layer_norm
 
 _REDUCTIONS = ("none", "mean", "sum")
 _GELU_APPROXIMATIONS = ("none", "tanh")
@@ -94,24 +110,71 @@ def gelu(input: jax.Array, approximate: str = "none") -> jax.Array:
     return jax.nn.gelu(input, approximate=approximate == "tanh")
 
 
+def silu(input: jax.Array) -> jax.Array:
+    """``x * sigmoid(x)``, also called swish (``F.silu``)."""
+    return jax.nn.silu(input)
+
+
+def elu(input: jax.Array, alpha: float = 1.0) -> jax.Array:
+    """``input`` where positive, else ``alpha * (exp(input) - 1)`` (``F.elu``).
+
+    The gradient at 0 is ``alpha``, as in torch.
+    """
+    return jax.nn.elu(input, alpha)
+
+
 # ------------------------------------------------------------- regression losses
 
 
-def mse_loss(input: jax.Array, target: jax.Array, reduction: str = "mean") -> jax.Array:
-    """``(input - target)²``, reduced (``F.mse_loss``).
+def mse_loss(
+    input: jax.Array,
+    target: jax.Array,
+    reduction: str = "mean",
+    weight: jax.Array | None = None,
+) -> jax.Array:
+    """``weight * (input - target)²``, reduced (``F.mse_loss``).
 
-    ``optax.l2_loss`` is half of this; ``optax.losses.squared_error`` is exactly it.
+    ``weight``, if given, has the input's shape (torch's rule) and ``'mean'`` is then
+    ``sum(weight * loss) / sum(weight)``; without it, the plain mean.
+    ``optax.l2_loss`` is half of the unweighted loss; ``optax.losses.squared_error`` is it.
     """
     input, target = _same_shape("mse_loss", input, target)
     _check_reduction("mse_loss", reduction)
-    return _reduce(optax.losses.squared_error(input, target), reduction)
+    return _weighted(
+        "mse_loss", optax.losses.squared_error(input, target), weight, input, reduction
+    )
 
 
-def l1_loss(input: jax.Array, target: jax.Array, reduction: str = "mean") -> jax.Array:
-    """``|input - target|``, reduced (``F.l1_loss``); the gradient at a tie is 0, as torch."""
+def l1_loss(
+    input: jax.Array,
+    target: jax.Array,
+    reduction: str = "mean",
+    weight: jax.Array | None = None,
+) -> jax.Array:
+    """``weight * |input - target|``, reduced (``F.l1_loss``); the gradient at a tie is 0.
+
+    ``weight`` and ``'mean'`` as in :func:`mse_loss`.
+    """
     input, target = _same_shape("l1_loss", input, target)
     _check_reduction("l1_loss", reduction)
-    return _reduce(_abs(input - target), reduction)
+    return _weighted("l1_loss", _abs(input - target), weight, input, reduction)
+
+
+def _weighted(
+    name: str, loss: jax.Array, weight: jax.Array | None, input: jax.Array, reduction: str
+) -> jax.Array:
+    """``loss`` reduced; with ``weight`` (the input's shape), ``'mean'`` is the weighted mean."""
+    if weight is None:
+        return _reduce(loss, reduction)
+    weight = jnp.asarray(weight)
+    if weight.shape != input.shape:
+        raise ValueError(
+            f"{name}: weight must have the input's shape {input.shape}, got {weight.shape}"
+        )
+    loss = loss * weight.astype(input.dtype)
+    if reduction == "mean":
+        return jnp.sum(loss) / jnp.sum(weight.astype(input.dtype))
+    return _reduce(loss, reduction)
 
 
 @jax.custom_jvp
@@ -306,12 +369,17 @@ def _reduce(
 
 
 def _same_shape(name: str, input, target) -> tuple[jax.Array, jax.Array]:
+    """A floating input and a same-shape target, converted to the input's dtype if it is
+    integer or bool (a floating target keeps its dtype, as in torch's type promotion)."""
     input, target = jnp.asarray(input), jnp.asarray(target)
+    check_floating(name, input)
     if input.shape != target.shape:
         raise ValueError(
             f"{name}: input and target must have the same shape (jaxnet does not "
             f"broadcast them), got input {input.shape} and target {target.shape}"
         )
+    if jnp.issubdtype(target.dtype, jnp.integer) or target.dtype == jnp.bool_:
+        target = target.astype(input.dtype)
     return input, target
 
 
@@ -336,8 +404,7 @@ def _class_dim(name: str, input: jax.Array) -> int:
     """The class axis of ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` inputs."""
     if input.ndim == 0:
         raise ValueError(f"{name}: expected input (C,), (N, C) or (N, C, d1, ...), got shape ()")
-    if not jnp.issubdtype(input.dtype, jnp.floating):
-        raise TypeError(f"{name}: expected a floating-point input, got dtype {input.dtype}")
+    check_floating(name, input)
     return 0 if input.ndim == 1 else 1
 
 

@@ -10,7 +10,9 @@ as ``criterion(output, target)`` does in torch::
 Each class is generated from its functional form's signature, so the arguments and
 defaults are the functional form's: ``weight`` may be given positionally (torch's first
 argument), everything else by keyword (torch's positional order still holds the
-deprecated ``size_average`` and ``reduce``, which jaxnet does not have).
+deprecated ``size_average`` and ``reduce``, which jaxnet does not have). As in torch,
+``MSELoss`` and ``L1Loss`` take no ``weight``: the per-element weight of ``F.mse_loss``
+and ``F.l1_loss`` belongs to the functional form only.
 """
 
 from __future__ import annotations
@@ -32,12 +34,19 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
 
 
 class _Loss:
-    """Base of the loss layers; a subclass names its functional form: ``(_Loss, function=f)``."""
+    """Base of the loss layers; a subclass names its functional form, ``(_Loss, function=f)``,
+    and the functional options its torch module does not take, ``functional_only=(...)``."""
 
     _function: ClassVar[Callable[..., jax.Array]]
     _signature: ClassVar[inspect.Signature]
 
-    def __init_subclass__(cls, *, function: Callable[..., jax.Array], **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        function: Callable[..., jax.Array],
+        functional_only: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
         hyper = list(inspect.signature(function).parameters.values())[2:]  # after input, target
         cls._function = staticmethod(function)
@@ -45,6 +54,7 @@ class _Loss:
             [
                 p.replace(kind=p.POSITIONAL_OR_KEYWORD if p.name == "weight" else p.KEYWORD_ONLY)
                 for p in hyper
+                if p.name not in functional_only
             ]
         )
 
@@ -81,11 +91,11 @@ def _is_default(value: Any, default: Any) -> bool:
     return value is default or (isinstance(value, Number | str) and value == default)
 
 
-class MSELoss(_Loss, function=F.mse_loss):
+class MSELoss(_Loss, function=F.mse_loss, functional_only=("weight",)):
     """``torch.nn.MSELoss``: mean squared error."""
 
 
-class L1Loss(_Loss, function=F.l1_loss):
+class L1Loss(_Loss, function=F.l1_loss, functional_only=("weight",)):
     """``torch.nn.L1Loss``: mean absolute error."""
 
 
