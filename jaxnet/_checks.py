@@ -73,13 +73,25 @@ def check_not_nan(owner: str, **values: float) -> None:
             raise ValueError(f"{owner}: {name}={value!r} must be a number, not NaN")
 
 
-def check_positive_int(owner: str, **values: int) -> None:
-    """Ints >= 1: ``TypeError`` for another kind (a float, a bool), ``ValueError`` if < 1."""
+def check_int(owner: str, minimum: int, **values: int) -> None:
+    """Integers (Python or NumPy, as torch takes them; a bool is not one) ``>= minimum``:
+    ``TypeError`` for another kind, ``ValueError`` below ``minimum``."""
+    what = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
     for name, value in values.items():
-        is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        if not is_int or value < 1:
-            error = ValueError if is_int else TypeError
-            raise error(f"{owner}: {name}={value!r} must be a positive int")
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{owner}: {name}={value!r} must be {what}")
+        if value < minimum:
+            raise ValueError(f"{owner}: {name}={value!r} must be {what}")
+
+
+def check_positive_int(owner: str, **values: int) -> None:
+    """Ints >= 1 (see :func:`check_int`)."""
+    check_int(owner, 1, **values)
+
+
+def check_non_negative_int(owner: str, **values: int) -> None:
+    """Ints >= 0 (see :func:`check_int`)."""
+    check_int(owner, 0, **values)
 
 
 def check_milestones(owner: str, milestones: Sequence[int], strict: bool) -> None:

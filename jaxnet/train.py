@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,27 +49,69 @@ NAN_POLICIES = ("stop", "skip")
 
 @struct.dataclass
 class TrainState:
-    """Everything training changes, as one pytree: params, optimiser state, step, key.
+    """Everything training changes, as one pytree: params, buffers, optimiser state, step
+    and epoch counters, and the key.
 
     PyTorch equivalent: the model's and the optimizer's ``state_dict()`` together (plus
-    the epoch counter and the generator seeding the ``DataLoader``), as one value.
-    ``step`` counts the updates applied (a step dropped by ``nan_policy="skip"`` does
-    not count).
+    the epoch counter and the generator seeding the ``DataLoader`` and dropout), as one
+    value. ``step`` counts the updates applied (a step dropped by ``nan_policy="skip"``
+    does not count); ``epoch`` counts the epochs :func:`fit` completed. ``buffers`` are
+    the model's non-trainable state (BatchNorm's running statistics; ``{}`` for most
+    models).
 
-    ``key`` drives the data order (epoch ``e`` shuffles with ``fold_in(key, e)``), so a
-    restored state resumes with the same batches.
+    ``key`` drives the data order (epoch ``e`` shuffles with ``fold_in(key, e)``, see
+    :func:`epoch_batch_order`) and the per-step keys of random layers
+    (:func:`step_key`), so a restored state resumes with the same batches and masks.
     """
 
     params: Any
     opt_state: Any
     step: jax.Array
     key: jax.Array
+    buffers: Any = struct.field(default_factory=dict)
+    epoch: jax.Array = struct.field(default_factory=lambda: jnp.zeros((), jnp.int32))
 
     @classmethod
-    def create(cls, params: Any, optimizer: optax.GradientTransformation, key: jax.Array):
-        """A step-0 state owning copies of ``params`` and ``key`` (steps donate their state)."""
+    def create(
+        cls,
+        params: Any,
+        optimizer: optax.GradientTransformation,
+        key: jax.Array,
+        buffers: Any = None,
+    ):
+        """A step-0 state owning copies of ``params``, ``buffers`` and ``key`` (steps donate
+        their state)."""
         params = _copy(params)
-        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), _copy(key))
+        return cls(
+            params,
+            optimizer.init(params),
+            jnp.zeros((), jnp.int32),
+            _copy(key),
+            _copy(buffers or {}),
+            jnp.zeros((), jnp.int32),
+        )
+
+
+def step_key(state: TrainState) -> jax.Array:
+    """The PRNG key the step at ``state.step`` passes to the loss (its random layers):
+    ``fold_in(split(state.key)[1], state.step)``, a stream apart from the data order's."""
+    return jax.random.fold_in(jax.random.split(state.key)[1], state.step)
+
+
+def epoch_batch_order(
+    key: jax.Array, epoch: int, n: int, batch_size: int, shuffle: bool = True
+) -> np.ndarray:
+    """The ``(steps, batch_size)`` index batches :func:`fit` trains epoch ``epoch`` on:
+    ``batch_order(fold_in(key, epoch), n, batch_size, drop_last=True)``, stacked.
+
+    PyTorch equivalent: the batches of ``DataLoader(dataset, batch_size, shuffle,
+    drop_last=True)``; a torch twin fed ``batch_sampler=epoch_batch_order(...)`` sees
+    the same batches as ``fit``.
+    """
+    order = batch_order(
+        jax.random.fold_in(key, epoch), n, batch_size, shuffle=shuffle, drop_last=True
+    )
+    return np.stack(order) if order else np.zeros((0, batch_size), np.int64)
 
 
 def _copy(tree: Any) -> Any:
@@ -101,25 +144,55 @@ def _check_policy(nan_policy: str) -> None:
         raise ValueError(f"{nan_policy=} is not one of {NAN_POLICIES}")
 
 
+def _value_and_grad(loss_fn: Callable, has_aux: bool, has_state: bool) -> Callable:
+    """``(params, buffers, batch, key) -> ((loss, aux, buffers), grads)`` for either form of
+    loss function: ``loss_fn(params, batch)``, or with ``has_state``
+    ``loss_fn(params, buffers, batch, key) -> (loss, new_buffers)``; with ``has_aux`` the
+    loss is ``(loss, aux_dict)``."""
+
+    def normalised(params, buffers, batch, key):
+        if has_state:
+            out, buffers = loss_fn(params, buffers, batch, key)
+        else:
+            out = loss_fn(params, batch)
+        loss, aux = out if has_aux else (out, {})
+        return loss, (aux, buffers)
+
+    grad_fn = jax.value_and_grad(normalised, has_aux=True)
+
+    def value_and_grad(params, buffers, batch, key):
+        (loss, (aux, buffers)), grads = grad_fn(params, buffers, batch, key)
+        return (loss, aux, buffers), grads
+
+    return value_and_grad
+
+
 def _update_fn(
-    loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool, nan_policy: str
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    has_aux: bool,
+    nan_policy: str,
+    has_state: bool = False,
 ):
     """``(state, batch) -> (state, metrics)``; with ``"skip"`` a non-finite step is dropped."""
     _check_policy(nan_policy)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
+    grad_fn = _value_and_grad(loss_fn, has_aux, has_state)
 
     def update(state: TrainState, batch: Any):
-        out, grads = grad_fn(state.params, batch)
-        loss, aux = out if has_aux else (out, {})
+        key = step_key(state) if has_state else None
+        (loss, aux, buffers), grads = grad_fn(state.params, state.buffers, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         if nan_policy == "stop":
-            state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
+            state = state.replace(
+                params=params, buffers=buffers, opt_state=opt_state, step=state.step + 1
+            )
             return state, {"loss": loss, **aux}
         finite = jnp.isfinite(loss) & _all_finite(grads)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
         state = state.replace(
             params=keep(params, state.params),
+            buffers=keep(buffers, state.buffers),
             opt_state=keep(opt_state, state.opt_state),
             step=state.step + finite.astype(state.step.dtype),
         )
@@ -162,6 +235,7 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     has_aux: bool = False,
     nan_policy: str = "stop",
+    has_state: bool = False,
 ) -> Callable:
     """A jitted ``step(state, batch) -> (state, metrics)``; ``state`` is donated.
 
@@ -169,13 +243,17 @@ def make_train_step(
     optimizer.zero_grad(); loss.backward(); optimizer.step()``.
 
     ``loss_fn(params, batch)`` returns the scalar loss (or ``(loss, metrics_dict)`` with
-    ``has_aux=True``). ``metrics`` holds ``"loss"`` and the aux entries. With
+    ``has_aux=True``). A model with buffers (BatchNorm) or random layers (Dropout) takes
+    ``has_state=True`` and ``loss_fn(params, buffers, batch, key) -> (loss, buffers)``:
+    ``key`` is the step's own (:func:`step_key`), and the returned buffers go into the
+    state, as ``net.apply(params, x, buffers=buffers, key=key)`` returns them.
+    ``metrics`` holds ``"loss"`` and the aux entries. With
     ``nan_policy="skip"`` a step whose loss or gradients are not finite leaves params and
     optimiser state unchanged, and ``metrics["finite"]`` says whether it applied; with
     ``"stop"`` the step is unguarded and the caller stops on a non-finite loss or
     parameter (:func:`fit` does this for you).
     """
-    return jax.jit(_update_fn(loss_fn, optimizer, has_aux, nan_policy), donate_argnums=0)
+    return jax.jit(_update_fn(loss_fn, optimizer, has_aux, nan_policy, has_state), donate_argnums=0)
 
 
 def train_loop(
@@ -183,6 +261,7 @@ def train_loop(
     optimizer: optax.GradientTransformation,
     has_aux: bool = False,
     nan_policy: str = "stop",
+    has_state: bool = False,
 ) -> Callable:
     """The un-jitted ``loop(state, data, index_batches) -> (state, metrics)``.
 
@@ -190,7 +269,7 @@ def train_loop(
     function to transform. :func:`make_train_loop` compiles it; :mod:`jaxnet.ensemble`
     vmaps it first.
     """
-    update = _update_fn(loss_fn, optimizer, has_aux, nan_policy)
+    update = _update_fn(loss_fn, optimizer, has_aux, nan_policy, has_state)
 
     def loop(state: TrainState, data: Any, index_batches: jax.Array):
         def body(state, indices):
@@ -207,6 +286,7 @@ def make_train_loop(
     optimizer: optax.GradientTransformation,
     has_aux: bool = False,
     nan_policy: str = "stop",
+    has_state: bool = False,
 ) -> Callable:
     """A jitted ``loop(state, data, index_batches) -> (state, metrics)``: many steps, one call.
 
@@ -217,7 +297,7 @@ def make_train_loop(
     epoch's ``for x, y in loader:`` loop, with ``DataLoader(dataset,
     batch_sampler=index_batches)``.
     """
-    return jax.jit(train_loop(loss_fn, optimizer, has_aux, nan_policy), donate_argnums=0)
+    return jax.jit(train_loop(loss_fn, optimizer, has_aux, nan_policy, has_state), donate_argnums=0)
 
 
 # XLA's CPU runtime runs a loop body's kernels one after another in the calling thread
@@ -234,6 +314,7 @@ def make_full_batch_loop(
     has_aux: bool = False,
     nan_policy: str = "stop",
     unroll: int = 1,
+    has_state: bool = False,
 ) -> Callable:
     """A jitted ``loop(state, data) -> (state, metrics)``: ``steps`` steps on all of ``data``.
 
@@ -247,7 +328,7 @@ def make_full_batch_loop(
     PyTorch equivalent: ``for _ in range(steps):`` the train step on the whole data set.
     """
     check_positive_int("make_full_batch_loop", steps=steps, unroll=unroll)
-    update = _update_fn(loss_fn, optimizer, has_aux, nan_policy)
+    update = _update_fn(loss_fn, optimizer, has_aux, nan_policy, has_state)
     block = -(-steps // -(-steps // _FULL_BATCH_BLOCK))  # even blocks of <= 128 steps
     blocks, rest = divmod(steps, block)
 
@@ -270,29 +351,38 @@ _EVAL_BATCH = 10_000
 
 
 def evaluate(
-    metric_fn: Callable, params: Any, data: Any, batch_size: int = _EVAL_BATCH
+    metric_fn: Callable,
+    params: Any,
+    data: Any,
+    batch_size: int = _EVAL_BATCH,
+    buffers: Any = None,
 ) -> dict[str, float]:
     """Means over a whole data set of ``metric_fn(params, batch) -> {name: (B,) values}``.
 
-    PyTorch equivalent: the ``with torch.no_grad(): for x, y in test_loader: ...`` loop
-    summing correct predictions. Every example counts once (no dropped last batch), so
-    each metric must give one value per example: a batch mean would be weighted wrongly.
+    PyTorch equivalent: the ``model.eval(); with torch.no_grad(): for x, y in
+    test_loader: ...`` loop summing correct predictions. Every example counts once (no
+    dropped last batch), so each metric must give one value per example: a batch mean
+    would be weighted wrongly. A model with buffers passes them: then ``metric_fn(params,
+    buffers, batch)`` (which runs ``net.apply(..., buffers=buffers, training=False)``).
     """
     check_positive_int("evaluate", batch_size=batch_size)
     n = num_examples("evaluate", data)
-    _check_metrics("evaluate", metric_fn, params, data, min(batch_size, n))
-    return _mean_metrics(metric_fn, params, data, n, batch_size)
+    if n == 0:
+        raise ValueError("evaluate: data has no examples; a mean over none is undefined")
+    metric_fn = _metrics_of_variables(metric_fn, buffers is not None)
+    variables = (params, buffers)
+    _check_metrics("evaluate", metric_fn, variables, data, min(batch_size, n))
+    return _mean_metrics(jax.jit(metric_fn), variables, data, n, batch_size)
 
 
 def _mean_metrics(
-    metric_fn: Callable, params: Any, data: Any, n: int, batch_size: int
+    compiled_metric_fn: Callable, variables: Any, data: Any, n: int, batch_size: int
 ) -> dict[str, float]:
     """:func:`evaluate` on arguments already checked (``n`` examples in ``data``)."""
-    compiled = jax.jit(metric_fn)
     totals: dict[str, float] = {}
     for start in range(0, n, batch_size):
         batch = jax.tree.map(lambda a, s=start: a[s : s + batch_size], data)
-        for name, values in compiled(params, batch).items():
+        for name, values in compiled_metric_fn(variables, batch).items():
             totals[name] = totals.get(name, 0.0) + float(jnp.sum(values))
     return {name: total / n for name, total in totals.items()}
 
@@ -327,38 +417,48 @@ def fit(
     metric_fn: Callable | None = None,
     eval_data: Any = None,
     has_aux: bool = False,
+    has_state: bool = False,
     nan_policy: str = "stop",
     shuffle: bool = True,
-    updates_per_epoch_bar: int = 10,
+    chunks_per_epoch: int = 10,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
-    """Train for ``epochs`` over shuffled mini-batches; returns ``(state, history)``.
+    """Train for ``epochs`` more epochs over shuffled mini-batches; returns ``(state, history)``.
 
     PyTorch equivalent: the hand-written ``for epoch in range(epochs):`` loop over a
-    shuffled ``DataLoader(drop_last=True)``, evaluating after each epoch (what
-    Lightning's ``Trainer.fit`` or Keras' ``model.fit`` package).
+    shuffled ``DataLoader(drop_last=True)`` in ``model.train()`` mode, evaluating in
+    ``model.eval()`` mode after each epoch (what Lightning's ``Trainer.fit`` or Keras'
+    ``model.fit`` package).
 
     ``state`` is consumed: its buffers are donated to the compiled steps and deleted, so
     neither ``state`` nor its leaves (``state.params``, ...) can be read after the call.
-    Use the returned state (a :class:`NonFiniteLossError` carries the last finite one),
-    or pass a copy to keep the original.
+    Use the returned state, or pass a copy to keep the original. Any exception raised
+    once training has started (:class:`NonFiniteLossError`, a ``KeyboardInterrupt``, an
+    error in ``metric_fn``) carries the last good state as its ``state`` attribute.
 
-    Each epoch's batch order is ``datasets.batch_order(fold_in(state.key, epoch), ...)``
-    (last partial batch dropped; ``shuffle=False`` keeps the data's order). An epoch
-    runs as a few compiled calls of :func:`train_loop` so the tqdm bar (loss in its
-    postfix) moves ``updates_per_epoch_bar`` times. After each epoch ``metric_fn`` is
-    evaluated on ``eval_data`` (:func:`evaluate`); give both or neither. ``history`` holds
-    per-step losses, per-epoch mean loss and metrics, the compile time and the training
-    time (without compilation).
+    Epochs continue from ``state.epoch``: epoch ``e`` trains on
+    :func:`epoch_batch_order` ``(state.key, e, ...)`` (last partial batch dropped, with a
+    warning saying how many examples that leaves out; ``shuffle=False`` keeps the data's
+    order), so ``fit(epochs=1)`` twice, or a saved and restored state, trains exactly as
+    ``fit(epochs=2)``. An epoch runs as ``chunks_per_epoch`` compiled calls of
+    :func:`train_loop` (the tqdm bar moves after each). ``has_aux`` and ``has_state`` are
+    :func:`make_train_step`'s. After each epoch ``metric_fn`` is evaluated on
+    ``eval_data`` (:func:`evaluate`, with the state's buffers when ``has_state``); give
+    both or neither. ``history`` holds per-step losses, per-epoch mean loss and metrics,
+    the compile time and the training time (without compilation).
 
     With a ``mesh`` (:func:`jaxnet.parallel.make_mesh`) training is data parallel: the
     state and the data sets are replicated on its devices and each index batch is split
     over its ``'data'`` axis, so ``batch_size`` must be a multiple of that axis's size.
-    On several hosts every process passes the same arguments and the whole data set.
+    BatchNorm then normalises with the statistics of the global batch (torch's
+    ``SyncBatchNorm``), since the loss sees the whole sharded batch. On several hosts
+    every process passes the same arguments and the whole data set.
     """
     _check_policy(nan_policy)
-    check_positive_int("fit", epochs=epochs, batch_size=batch_size)
+    check_positive_int(
+        "fit", epochs=epochs, batch_size=batch_size, chunks_per_epoch=chunks_per_epoch
+    )
     if (metric_fn is None) != (eval_data is None):
         given, missing = (
             ("metric_fn", "eval_data") if eval_data is None else ("eval_data", "metric_fn")
@@ -368,15 +468,21 @@ def fit(
     n_eval = 0
     if eval_data is not None:
         n_eval = num_examples("fit: eval_data", eval_data)
-        _check_metrics("fit", metric_fn, state.params, eval_data, min(_EVAL_BATCH, n_eval))
+        if n_eval == 0:
+            raise ValueError("fit: eval_data has no examples")
+        # One function of (params and buffers, batch), compiled once for every epoch.
+        metric_fn = _metrics_of_variables(metric_fn, has_state)
+        variables = (state.params, state.buffers)
+        _check_metrics("fit", metric_fn, variables, eval_data, min(_EVAL_BATCH, n_eval))
     steps = n // batch_size
     if steps == 0:
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
-    chunk = max(1, -(-steps // max(1, updates_per_epoch_bar)))
+    _warn_dropped(n, batch_size, shuffle)
+    chunk = -(-steps // min(chunks_per_epoch, steps))
     # One compiled call per chunk of the epoch (and per step of a NaN replay); it also says
     # whether the parameters it leaves are finite, so checking them needs neither the
     # (donated) state nor another call.
-    run_chunk = _with_params_finite(train_loop(loss_fn, optimizer, has_aux, nan_policy))
+    run_chunk = _with_params_finite(train_loop(loss_fn, optimizer, has_aux, nan_policy, has_state))
     if mesh is not None:
         parallel.check_batch_size("fit", batch_size, mesh)
         state, train_data, eval_data = parallel.replicate((state, train_data, eval_data), mesh)
@@ -400,45 +506,115 @@ def fit(
         "eval": [],
         "train_seconds": 0.0,
     }
+    first_epoch = int(state.epoch)
+    holder = {"state": state}  # the last good state, for any exception below
+    try:
+        for epoch in range(first_epoch, first_epoch + epochs):
+            _fit_epoch(
+                holder, compiled, run_chunk, train_data, history, place, chunk=chunk,
+                epoch=epoch, last=first_epoch + epochs, steps=steps, n=n,
+                batch_size=batch_size, shuffle=shuffle, nan_policy=nan_policy,
+                progress=progress,
+                evaluate_fn=None if metric_fn is None else functools.partial(
+                    _evaluate_state, jax.jit(metric_fn), eval_data, n_eval
+                ),
+            )  # fmt: skip
+    except BaseException as error:
+        if not hasattr(error, "state"):
+            error.state = holder["state"]
+        raise
+    return holder["state"], history
 
-    for epoch in range(epochs):
-        order = np.stack(
-            batch_order(
-                jax.random.fold_in(state.key, epoch), n, batch_size, shuffle=shuffle, drop_last=True
-            )
-        )  # (steps, B)
-        losses = []
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress)
 
-        finish = functools.partial(
-            _finish_chunk, epoch=epoch, steps=steps, nan_policy=nan_policy,
-            replay=lambda before, indices: _first_bad_step(run_chunk, before, train_data, indices),
-            bar=bar,
-        )  # fmt: skip
-        # Each chunk is dispatched before the previous one's results are read, so the
-        # device never waits for the bar or the checks.
-        tic = time.perf_counter()
-        pending = None
+def _warn_dropped(n: int, batch_size: int, shuffle: bool) -> None:
+    dropped = n % batch_size
+    if dropped:
+        which = (
+            "a different few each epoch"
+            if shuffle
+            else "the same ones every epoch (shuffle=False), so they are never trained on"
+        )
+        warnings.warn(
+            f"fit: each epoch drops the last partial batch: {dropped} of {n} examples "
+            f"({which}); batch_size={batch_size} does not divide {n}",
+            stacklevel=3,
+        )
+
+
+def _metrics_of_variables(metric_fn: Callable, has_state: bool) -> Callable:
+    """``metric_fn`` as a function of ``((params, buffers), batch)``."""
+    if has_state:
+        return lambda variables, batch: metric_fn(*variables, batch)
+    return lambda variables, batch: metric_fn(variables[0], batch)
+
+
+def _evaluate_state(
+    compiled_metric_fn: Callable, eval_data: Any, n_eval: int, state: TrainState
+) -> dict[str, float]:
+    """The metrics' means on ``eval_data`` for ``state`` (checked before training)."""
+    variables = (state.params, state.buffers)
+    return _mean_metrics(compiled_metric_fn, variables, eval_data, n_eval, _EVAL_BATCH)
+
+
+def _fit_epoch(
+    holder: dict[str, TrainState],
+    compiled: dict[int, Callable],
+    run_chunk: Callable,
+    train_data: Any,
+    history: dict[str, Any],
+    place: Callable,
+    *,
+    chunk: int,
+    epoch: int,
+    last: int,
+    steps: int,
+    n: int,
+    batch_size: int,
+    shuffle: bool,
+    nan_policy: str,
+    progress: bool,
+    evaluate_fn: Callable | None,
+) -> None:
+    """One epoch of :func:`fit`: its chunks, pipelined, then the evaluation; ``holder``
+    always holds the last good state."""
+    state = holder["state"]
+    order = epoch_batch_order(state.key, epoch, n, batch_size, shuffle)  # (steps, B)
+    losses = []
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{last}", disable=not progress)
+    finish = functools.partial(
+        _finish_chunk, epoch=epoch, steps=steps, nan_policy=nan_policy,
+        replay=lambda before, indices: _first_bad_step(run_chunk, before, train_data, indices),
+        bar=bar,
+    )  # fmt: skip
+    # Each chunk is dispatched before the previous one's results are read, so the
+    # device never waits for the bar or the checks.
+    tic = time.perf_counter()
+    pending = None
+    try:
         for begin in range(0, steps, chunk):
             indices = place(order[begin : begin + chunk])
             before = _copy(state) if nan_policy == "stop" else None
             state, metrics, params_finite = compiled[len(indices)](state, train_data, indices)
+            holder["state"] = state  # the input state was donated: this is the live one
             if pending is not None:
                 losses.append(finish(*pending))
             pending = (begin, indices, before, metrics, params_finite)
         losses.append(finish(*pending))
-        history["train_seconds"] += time.perf_counter() - tic
-        epoch_losses = np.concatenate(losses)
-        history["step_loss"].extend(epoch_losses.tolist())
-        history["epoch_loss"].append(float(np.nanmean(epoch_losses)))
-        if metric_fn is not None:
-            # checked before training: no re-trace of metric_fn each epoch
-            history["eval"].append(
-                _mean_metrics(metric_fn, state.params, eval_data, n_eval, _EVAL_BATCH)
-            )
-            bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.4f}", **history["eval"][-1])
+        state = state.replace(epoch=state.epoch + 1)
+        holder["state"] = state
+    finally:
         bar.close()
-    return state, history
+    history["train_seconds"] += time.perf_counter() - tic
+    epoch_losses = np.concatenate(losses)
+    history["step_loss"].extend(epoch_losses.tolist())
+    history["epoch_loss"].append(float(np.nanmean(epoch_losses)))
+    if evaluate_fn is not None:
+        history["eval"].append(evaluate_fn(state))
+        if progress:
+            tqdm.write(
+                f"epoch {epoch + 1}/{last}: train loss {history['epoch_loss'][-1]:.4f}, "
+                + ", ".join(f"eval {k} {v:.4f}" for k, v in history["eval"][-1].items())
+            )
 
 
 def _finish_chunk(
@@ -462,20 +638,28 @@ def _finish_chunk(
         if not (np.isfinite(losses).all() and params_finite):
             bar.close()
             last, i, loss = replay(before, indices)
+            what = (
+                f"loss is {loss}"
+                if not np.isfinite(loss)
+                else "the loss was finite but the update made the parameters non-finite "
+                "(non-finite gradients, or an optimiser step that overflowed)"
+            )
             raise NonFiniteLossError(
-                _nonfinite_message(loss, epoch * steps + begin + i, begin + i, epoch)
+                _nonfinite_message(what, epoch * steps + begin + i, begin + i, epoch)
                 + "; training stopped, the state holds the last finite parameters",
                 last,
             )
     else:
         for i in np.flatnonzero(~np.asarray(metrics["finite"])):
-            message = _nonfinite_message(losses[i], epoch * steps + begin + i, begin + i, epoch)
+            what = (
+                "the gradients are not finite" if np.isfinite(losses[i]) else f"loss is {losses[i]}"
+            )
+            message = _nonfinite_message(what, epoch * steps + begin + i, begin + i, epoch)
             tqdm.write(message + "; update skipped", file=sys.stderr)
     bar.update(len(indices))
     bar.set_postfix(loss=f"{losses[-1]:.4f}")
     return losses
 
 
-def _nonfinite_message(loss: float, step: int, batch: int, epoch: int) -> str:
-    what = "the gradients are not finite" if np.isfinite(loss) else f"loss is {loss}"
+def _nonfinite_message(what: str, step: int, batch: int, epoch: int) -> str:
     return f"fit: {what} at step {step} (batch {batch} of epoch {epoch + 1})"

@@ -19,7 +19,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnet.nn.module import Module, Params
+from jaxnet._checks import check_non_negative_int, check_positive_int
+from jaxnet.nn.module import Module, Scope
 
 
 class PositionalEncoding(Module):
@@ -42,10 +43,8 @@ class PositionalEncoding(Module):
         log_sampling: bool = True,
         dtype=jnp.float32,
     ):
-        if isinstance(num_freqs, bool) or not isinstance(num_freqs, int) or num_freqs < 0:
-            raise ValueError(f"PositionalEncoding: {num_freqs=} must be a non-negative int")
-        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
-            raise ValueError(f"PositionalEncoding: {in_features=} must be a positive int")
+        check_non_negative_int("PositionalEncoding", num_freqs=num_freqs)
+        check_positive_int("PositionalEncoding", in_features=in_features)
         self.in_features = in_features
         self.num_freqs = num_freqs
         self.max_freq_log2 = num_freqs - 1 if max_freq_log2 is None else max_freq_log2
@@ -63,8 +62,7 @@ class PositionalEncoding(Module):
             return 2.0 ** jnp.linspace(0.0, self.max_freq_log2, self.num_freqs, dtype=self.dtype)
         return jnp.linspace(1.0, 2.0**self.max_freq_log2, self.num_freqs, dtype=self.dtype)
 
-    def apply(self, params: Params, x: jax.Array) -> jax.Array:
-        del params
+    def forward(self, scope: Scope, x: jax.Array) -> jax.Array:
         if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.in_features:
             raise ValueError(
                 f"PositionalEncoding({self.in_features}, num_freqs={self.num_freqs}) expected "
@@ -76,9 +74,9 @@ class PositionalEncoding(Module):
         bands = bands.reshape(*jnp.shape(x)[:-1], -1)  # (..., F * 2 * D)
         return jnp.concatenate([x, bands], axis=-1) if self.include_input else bands
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"PositionalEncoding(in_features={self.in_features}, num_freqs={self.num_freqs}, "
+            f"in_features={self.in_features}, num_freqs={self.num_freqs}, "
             f"max_freq_log2={self.max_freq_log2}, include_input={self.include_input}, "
-            f"log_sampling={self.log_sampling})"
+            f"log_sampling={self.log_sampling}"
         )

@@ -1,0 +1,30 @@
+"""``torch.nn.Dropout``: the layer whose forward pass takes a PRNG key."""
+
+from __future__ import annotations
+
+import jax
+
+from jaxnet.nn import functional as F
+from jaxnet.nn.module import Module, Scope
+
+
+class Dropout(Module):
+    """Zeroes each element with probability ``p`` in training mode and scales the rest by
+    ``1 / (1 - p)``; the identity in eval mode (``torch.nn.Dropout``).
+
+    Its mask comes from ``scope.rng()``: the key given to ``apply``, folded with this
+    layer's path, so the same key gives the same masks and two Dropout layers draw
+    different ones. ``apply(..., training=True)`` without a key raises.
+    """
+
+    def __init__(self, p: float = 0.5):
+        F.dropout(jax.numpy.zeros((1,)), p, training=False)  # refuses a bad p now
+        self.p = p
+
+    def forward(self, scope: Scope, x: jax.Array) -> jax.Array:
+        if not scope.training or self.p == 0:
+            return F.dropout(x, self.p, training=False)
+        return F.dropout(x, self.p, training=True, key=scope.rng())
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
