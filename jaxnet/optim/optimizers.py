@@ -1,4 +1,4 @@
-"""torch.optim's optimisers as ``optax.GradientTransformation``s.
+"""torch.optim's optimisers outside the Adam family, as ``optax.GradientTransformation``s.
 
 Each function takes torch's argument names and defaults and returns an optax
 transformation assembled from optax's parts, with a piece from
@@ -11,103 +11,87 @@ transformation assembled from optax's parts, with a piece from
 
 ``lr`` is a float or a schedule (``step -> lr``, e.g. from :mod:`jaxnet.optim.lr_scheduler`),
 read at the number of updates done so far: step 0 for the first update, exactly as a
-torch scheduler stepped once after every ``optimizer.step()``. Invalid hyperparameters
-raise at construction, before anything is traced: ``TypeError`` for one that is not a
-number, ``ValueError`` for one out of range. NaN is out of every range (torch refuses
-NaN in the same checks, except SGD's, which let a NaN ``lr``, ``momentum``,
-``dampening`` or ``weight_decay`` through to NaN parameters).
+torch scheduler stepped once after every ``optimizer.step()``. SGD's and RMSprop's
+``momentum`` take a schedule the same way. Invalid hyperparameters raise at
+construction, before anything is traced: ``TypeError`` for one that is not a number,
+``ValueError`` for one out of range. NaN is out of every range (torch refuses NaN in the
+same checks, except SGD's, which let a NaN ``lr``, ``momentum``, ``dampening`` or
+``weight_decay`` through to NaN parameters).
+
+torch's kernel options ``foreach``, ``fused``, ``capturable`` and ``differentiable`` are
+accepted (``None`` or a bool) and have no effect: the update is one XLA computation,
+always fused, differentiable and capturable. Complex parameters step as their real view
+and float16/bfloat16 ones in float32 arithmetic (see :func:`jaxnet.optim.base.as_torch_steps`).
 
 Shared order of operations (torch's): ``maximize`` negates the gradient first, then
-``weight_decay`` adds ``weight_decay * param`` (L2, coupled; AdamW decouples it), then
-the optimiser's scaling, then ``-lr``.
+``weight_decay`` adds ``weight_decay * param`` (L2, coupled), then the optimiser's
+scaling, then ``-lr``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+import jax
+import jax.numpy as jnp
 import optax
 
 from jaxnet._checks import check_lr, check_non_negative, check_not_nan, check_real
 from jaxnet.optim import transforms
+from jaxnet.optim.base import (
+    TorchOptimizer,
+    check_kernel_flags,
+    check_non_negative_or_schedule,
+    check_pair,
+    check_unit_interval,
+    l2,
+    negate,
+    torch_optimizer,
+)
+from jaxnet.optim.transforms import ScalarOrSchedule
 
 
 def SGD(
     lr: optax.ScalarOrSchedule = 1e-3,
-    momentum: float = 0.0,
+    momentum: ScalarOrSchedule = 0.0,
     dampening: float = 0.0,
     weight_decay: float = 0.0,
     nesterov: bool = False,
     maximize: bool = False,
-) -> optax.GradientTransformation:
+    *,
+    foreach: bool | None = None,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> TorchOptimizer:
     """Stochastic gradient descent with momentum (``torch.optim.SGD``).
 
     ``buf = g`` on the first step, then ``buf = momentum * buf + (1 - dampening) * g``;
     the step is ``-lr * buf`` (``-lr * (g + momentum * buf)`` with ``nesterov``).
+    ``momentum`` may be a schedule (OneCycleLR's or CyclicLR's momentum cycling).
     """
+    hyperparameters = dict(locals())
     check_lr("SGD", lr)
-    check_non_negative("SGD", momentum=momentum, weight_decay=weight_decay)
+    check_non_negative_or_schedule("SGD", momentum=momentum)
+    check_non_negative("SGD", weight_decay=weight_decay)
     check_not_nan("SGD", dampening=dampening)
-    if nesterov and (momentum <= 0 or dampening != 0):
+    check_kernel_flags("SGD", foreach=foreach, differentiable=differentiable, fused=fused)
+    if nesterov and ((not callable(momentum) and momentum <= 0) or dampening != 0):
         raise ValueError(
             f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got {momentum=}, "
             f"{dampening=}"
         )
-    if momentum == 0:
+    if callable(momentum) or dampening != 0:
+        velocity = transforms.momentum(momentum, dampening, nesterov)
+    elif momentum == 0:
         velocity = None
-    elif dampening == 0:  # optax.trace's zero-started buffer equals torch's buf = g here
+    else:  # optax.trace's zero-started buffer equals torch's buf = g here
         velocity = optax.trace(decay=momentum, nesterov=nesterov)
-    else:
-        velocity = transforms.dampened_trace(momentum, dampening)
-    return _chain(_negate(maximize), _l2(weight_decay), velocity, optax.scale_by_learning_rate(lr))
-
-
-def Adam(
-    lr: optax.ScalarOrSchedule = 1e-3,
-    betas: Sequence[float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    amsgrad: bool = False,
-    maximize: bool = False,
-) -> optax.GradientTransformation:
-    """Adam (``torch.optim.Adam``); ``weight_decay`` is L2, added to the gradient.
-
-    ``amsgrad`` follows torch: the maximum of the raw second moment, bias-corrected
-    afterwards (see :func:`jaxnet.optim.transforms.scale_by_amsgrad`).
-    """
-    check_lr("Adam", lr)
-    check_non_negative("Adam", eps=eps, weight_decay=weight_decay)
-    _check_betas("Adam", betas)
-    return _chain(
-        _negate(maximize),
-        _l2(weight_decay),
-        _scale_by_adam(betas, eps, amsgrad),
-        optax.scale_by_learning_rate(lr),
-    )
-
-
-def AdamW(
-    lr: optax.ScalarOrSchedule = 1e-3,
-    betas: Sequence[float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 1e-2,
-    amsgrad: bool = False,
-    maximize: bool = False,
-) -> optax.GradientTransformation:
-    """Adam with decoupled weight decay (``torch.optim.AdamW``).
-
-    The step is ``-lr * (adam(g) + weight_decay * param)``, torch's
-    ``param *= 1 - lr * weight_decay`` followed by the Adam step. The default
-    ``weight_decay`` is torch's ``1e-2``, not ``optax.adamw``'s ``1e-4``.
-    """
-    check_lr("AdamW", lr)
-    check_non_negative("AdamW", eps=eps, weight_decay=weight_decay)
-    _check_betas("AdamW", betas)
-    return _chain(
-        _negate(maximize),
-        _scale_by_adam(betas, eps, amsgrad),
-        _l2(weight_decay),
+    return torch_optimizer(
+        "SGD",
+        hyperparameters,
+        negate(maximize),
+        l2(weight_decay),
+        velocity,
         optax.scale_by_learning_rate(lr),
     )
 
@@ -117,27 +101,40 @@ def RMSprop(
     alpha: float = 0.99,
     eps: float = 1e-8,
     weight_decay: float = 0.0,
-    momentum: float = 0.0,
+    momentum: ScalarOrSchedule = 0.0,
     centered: bool = False,
     maximize: bool = False,
-) -> optax.GradientTransformation:
+    *,
+    capturable: bool = False,
+    foreach: bool | None = None,
+    differentiable: bool = False,
+) -> TorchOptimizer:
     """RMSprop (``torch.optim.RMSprop``): ``g / (sqrt(v) + eps)``, eps outside the root.
 
     ``v`` is the moving average of ``g²`` with decay ``alpha`` (minus the squared moving
-    average of ``g`` when ``centered``); with ``momentum`` the scaled gradients are
-    accumulated in a zero-started buffer before ``-lr``.
+    average of ``g`` when ``centered``); with ``momentum`` (a float or a schedule) the
+    scaled gradients are accumulated in a buffer before ``-lr``.
     """
+    hyperparameters = dict(locals())
     check_lr("RMSprop", lr)
-    check_non_negative("RMSprop", eps=eps, weight_decay=weight_decay, momentum=momentum)
-    check_real("RMSprop", "alpha", alpha)
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"RMSprop: {alpha=} must be in [0, 1]")
+    check_non_negative_or_schedule("RMSprop", momentum=momentum)
+    check_non_negative("RMSprop", eps=eps, weight_decay=weight_decay)
+    check_unit_interval("RMSprop", "alpha", alpha, closed=True)
+    check_kernel_flags(
+        "RMSprop", capturable=capturable, foreach=foreach, differentiable=differentiable
+    )
     scale = optax.scale_by_stddev if centered else optax.scale_by_rms
-    return _chain(
-        _negate(maximize),
-        _l2(weight_decay),
+    if callable(momentum):
+        velocity = transforms.momentum(momentum)
+    else:
+        velocity = optax.trace(decay=momentum) if momentum > 0 else None
+    return torch_optimizer(
+        "RMSprop",
+        hyperparameters,
+        negate(maximize),
+        l2(weight_decay),
         scale(decay=alpha, eps=eps, eps_in_sqrt=False),
-        optax.trace(decay=momentum) if momentum > 0 else None,
+        velocity,
         optax.scale_by_learning_rate(lr),
     )
 
@@ -149,11 +146,16 @@ def Adagrad(
     initial_accumulator_value: float = 0.0,
     eps: float = 1e-10,
     maximize: bool = False,
-) -> optax.GradientTransformation:
+    *,
+    foreach: bool | None = None,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> TorchOptimizer:
     """Adagrad (``torch.optim.Adagrad``): ``g / (sqrt(sum g²) + eps)``, eps outside the root.
 
     The step size of update ``t`` (from 0) is ``lr(t) / (1 + t * lr_decay)``.
     """
+    hyperparameters = dict(locals())
     check_lr("Adagrad", lr)
     check_non_negative(
         "Adagrad",
@@ -162,12 +164,15 @@ def Adagrad(
         initial_accumulator_value=initial_accumulator_value,
         eps=eps,
     )
+    check_kernel_flags("Adagrad", foreach=foreach, differentiable=differentiable, fused=fused)
     if lr_decay != 0:
         schedule = lr if callable(lr) else optax.constant_schedule(lr)
         lr = _decayed(schedule, lr_decay)
-    return _chain(
-        _negate(maximize),
-        _l2(weight_decay),
+    return torch_optimizer(
+        "Adagrad",
+        hyperparameters,
+        negate(maximize),
+        l2(weight_decay),
         transforms.scale_by_adagrad(initial_accumulator_value, eps),
         optax.scale_by_learning_rate(lr),
     )
@@ -178,35 +183,145 @@ def _decayed(schedule: optax.Schedule, lr_decay: float) -> optax.Schedule:
     return lambda count: schedule(count) / (1 + count * lr_decay)
 
 
-def _scale_by_adam(
-    betas: Sequence[float], eps: float, amsgrad: bool
-) -> optax.GradientTransformation:
-    b1, b2 = betas
-    if amsgrad:
-        return transforms.scale_by_amsgrad(b1, b2, eps)
-    return optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+def Adadelta(
+    lr: optax.ScalarOrSchedule = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    foreach: bool | None = None,
+    *,
+    capturable: bool = False,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> TorchOptimizer:
+    """Adadelta (``torch.optim.Adadelta``): ``optax.scale_by_adadelta``, which is torch's
+    ``sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g``, then ``-lr``."""
+    hyperparameters = dict(locals())
+    check_lr("Adadelta", lr)
+    check_unit_interval("Adadelta", "rho", rho, closed=True)
+    check_non_negative("Adadelta", eps=eps, weight_decay=weight_decay)
+    check_kernel_flags(
+        "Adadelta", foreach=foreach, capturable=capturable, differentiable=differentiable
+    )
+    return torch_optimizer(
+        "Adadelta",
+        hyperparameters,
+        negate(maximize),
+        l2(weight_decay),
+        optax.scale_by_adadelta(rho=rho, eps=eps),
+        optax.scale_by_learning_rate(lr),
+    )
 
 
-def _negate(maximize: bool) -> optax.GradientTransformation | None:
-    return optax.scale(-1.0) if maximize else None
+def ASGD(
+    lr: optax.ScalarOrSchedule = 1e-2,
+    lambd: float = 1e-4,
+    alpha: float = 0.75,
+    t0: float = 1e6,
+    weight_decay: float = 0.0,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+    capturable: bool = False,
+) -> TorchOptimizer:
+    """Averaged SGD (``torch.optim.ASGD``); see :func:`jaxnet.optim.transforms.asgd`.
+
+    As in torch, the step uses ``eta``, which starts at ``lr`` and is recomputed from the
+    current ``lr`` after every step; the running average ``ax`` is kept in the state.
+    """
+    hyperparameters = dict(locals())
+    check_lr("ASGD", lr)
+    check_non_negative("ASGD", weight_decay=weight_decay, lambd=lambd, alpha=alpha)
+    check_not_nan("ASGD", t0=t0)
+    check_kernel_flags(
+        "ASGD", foreach=foreach, differentiable=differentiable, capturable=capturable
+    )
+    return torch_optimizer(
+        "ASGD",
+        hyperparameters,
+        negate(maximize),
+        l2(weight_decay),
+        transforms.asgd(lr, lambd, alpha, t0),
+    )
 
 
-def _l2(weight_decay: float) -> optax.GradientTransformation | None:
-    return optax.add_decayed_weights(weight_decay) if weight_decay else None
+def Rprop(
+    lr: float = 1e-2,
+    etas: Sequence[float] = (0.5, 1.2),
+    step_sizes: Sequence[float] = (1e-6, 50.0),
+    *,
+    capturable: bool = False,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> TorchOptimizer:
+    """Resilient backpropagation (``torch.optim.Rprop``); see
+    :func:`jaxnet.optim.transforms.rprop`.
+
+    ``lr`` is only the initial step size (torch reads it once, when the state is
+    created), so it is a float here, not a schedule.
+    """
+    hyperparameters = dict(locals())
+    check_lr("Rprop", lr, schedule_ok=False)
+    check_pair("Rprop", "etas", etas, "etaminus", "etaplus")
+    check_pair("Rprop", "step_sizes", step_sizes, "min", "max")
+    for i, value in enumerate((*etas, *step_sizes)):
+        check_real("Rprop", f"{'etas' if i < 2 else 'step_sizes'}[{i % 2}]", value)
+    if not 0.0 < etas[0] < 1.0 < etas[1]:
+        raise ValueError(f"Rprop: etas={tuple(etas)!r} must satisfy 0 < etaminus < 1 < etaplus")
+    check_non_negative("Rprop", **{f"step_sizes[{i}]": s for i, s in enumerate(step_sizes)})
+    check_kernel_flags(
+        "Rprop", capturable=capturable, foreach=foreach, differentiable=differentiable
+    )
+    return torch_optimizer(
+        "Rprop",
+        hyperparameters,
+        negate(maximize),
+        transforms.rprop(lr, tuple(etas), tuple(step_sizes)),
+    )
 
 
-def _chain(*parts: optax.GradientTransformation | None) -> optax.GradientTransformation:
-    return optax.chain(*(part for part in parts if part is not None))
+def Adafactor(
+    lr: optax.ScalarOrSchedule = 1e-2,
+    beta2_decay: float = -0.8,
+    eps: Sequence[float | None] = (None, 1e-3),
+    d: float = 1.0,
+    weight_decay: float = 0.0,
+    *,
+    foreach: bool | None = None,
+    maximize: bool = False,
+) -> TorchOptimizer:
+    """Adafactor as torch implements it (``torch.optim.Adafactor``); see
+    :func:`jaxnet.optim.transforms.adafactor`. ``weight_decay`` is decoupled
+    (``param *= 1 - lr * weight_decay``). Complex parameters are refused, as in torch."""
+    hyperparameters = dict(locals())
+    check_lr("Adafactor", lr)
+    check_real("Adafactor", "beta2_decay", beta2_decay)
+    if not beta2_decay <= 0:
+        raise ValueError(f"Adafactor: {beta2_decay=} must be <= 0")
+    check_pair("Adafactor", "eps", eps, "eps1", "eps2")
+    if eps[0] is not None:
+        check_non_negative("Adafactor", **{"eps[0]": eps[0]})
+    check_non_negative("Adafactor", **{"eps[1]": eps[1]}, weight_decay=weight_decay)
+    check_real("Adafactor", "d", d)
+    if not d >= 1:
+        raise ValueError(f"Adafactor: clipping threshold {d=} must be >= 1")
+    check_kernel_flags("Adafactor", foreach=foreach)
+    optimizer = torch_optimizer(
+        "Adafactor",
+        hyperparameters,
+        negate(maximize),
+        transforms.adafactor(lr, beta2_decay, tuple(eps), d, weight_decay),
+    )
 
+    def init_fn(params):
+        for leaf in jax.tree.leaves(params):
+            if jnp.iscomplexobj(leaf):
+                raise TypeError(
+                    f"Adafactor: complex parameters are not supported, got {leaf.dtype}"
+                )
+        return optimizer.init(params)
 
-def _check_betas(optimizer: str, betas: Sequence[float]) -> None:
-    if isinstance(betas, str) or not (isinstance(betas, Sequence) or np.ndim(betas) == 1):
-        raise TypeError(
-            f"{optimizer}: betas must be a pair (beta1, beta2), got {type(betas).__name__}"
-        )
-    if len(betas) != 2:
-        raise ValueError(f"{optimizer}: betas must be a pair (beta1, beta2), got {betas!r}")
-    for i, beta in enumerate(betas):
-        check_real(optimizer, f"betas[{i}]", beta)
-        if not 0 <= beta < 1:
-            raise ValueError(f"{optimizer}: betas[{i}]={beta!r} must be in [0, 1)")
+    return TorchOptimizer(
+        optax.GradientTransformation(init_fn, optimizer.update), optimizer.name, optimizer.groups
+    )

@@ -1,0 +1,156 @@
+"""What every jaxnet optimiser shares: the returned type, how complex and half-precision
+parameters are stepped, and the argument checks torch makes at construction.
+
+PyTorch equivalent: ``torch.optim.Optimizer``'s bookkeeping (``defaults``,
+``param_groups``) and the ``view_as_real`` every torch optimiser applies to a complex
+parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnet._checks import check_non_negative, check_real
+
+# torch's kernel options: jaxnet's update is one XLA computation, always fused, always
+# differentiable (it is a JAX function) and always capturable (it runs under jit), so
+# these select nothing. They are accepted so that a torch call ports unchanged.
+KERNEL_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+
+
+class TorchOptimizer(optax.GradientTransformation):
+    """An ``optax.GradientTransformation`` that also records torch's class name and its
+    parameter groups, for :func:`jaxnet.optim.torch_state_dict` and
+    :func:`jaxnet.optim.load_torch_state_dict`.
+
+    ``groups`` is a tuple of ``(select, hyperparameters)``: ``select`` is ``None`` for
+    all parameters (a single group) or a ``name, array -> bool`` predicate, and
+    ``hyperparameters`` the group's torch ``param_group`` entries (floats or schedules).
+    """
+
+    name: str
+    groups: tuple[tuple[Callable | None, Mapping[str, Any]], ...]
+
+    def __new__(
+        cls,
+        transform: optax.GradientTransformation,
+        name: str = "",
+        groups: tuple[tuple[Callable | None, Mapping[str, Any]], ...] = (),
+    ) -> TorchOptimizer:
+        self = super().__new__(cls, transform.init, transform.update)
+        self.name = name
+        self.groups = groups
+        return self
+
+
+def torch_optimizer(
+    name: str, hyperparameters: Mapping[str, Any], *parts: optax.GradientTransformation | None
+) -> TorchOptimizer:
+    """``optax.chain`` of ``parts`` (``None`` skipped), stepping complex and half-precision
+    parameters as torch does, recorded as torch's ``name`` with one parameter group."""
+    transform = optax.chain(*(part for part in parts if part is not None))
+    return TorchOptimizer(as_torch_steps(transform), name, ((None, dict(hyperparameters)),))
+
+
+def as_torch_steps(transform: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``transform`` applied as torch applies its optimisers to special dtypes.
+
+    * A complex parameter is stepped as its real view (``torch.view_as_real``: real and
+      imaginary parts as a trailing axis of 2), so moments are kept per part, never of
+      ``|g|²``. Its gradient is the one ``jax.grad`` returns, ``∂L/∂x - i ∂L/∂y``, the
+      conjugate of torch's ``p.grad``; the real view of torch's gradient is therefore
+      ``(re g, -im g)``. State for a complex parameter is kept in the real view.
+    * A float16 or bfloat16 parameter is stepped in float32 arithmetic, its state kept in
+      its own dtype, as torch's fused kernels (``fused=True``) do. torch's default
+      for-loop kernel computes in float16, where Adam's ``eps=1e-8`` rounds to 0 and a
+      zero gradient steps to NaN.
+    """
+
+    def init_fn(params):
+        return transform.init(_real_view(params))
+
+    def update_fn(updates, state, params=None):
+        grads = jax.tree.map(lambda g: jnp.conj(g) if jnp.iscomplexobj(g) else g, updates)
+        real_params = None if params is None else _upcast(_real_view(params))
+        wide_state = _upcast(state)
+        steps, wide_state = transform.update(_upcast(_real_view(grads)), wide_state, real_params)
+        steps = jax.tree.map(_from_real_view, steps, updates)
+        return steps, optax.tree.cast_like(wide_state, state)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+_HALF = (jnp.float16, jnp.bfloat16)
+
+
+def _upcast(tree: Any) -> Any:
+    return jax.tree.map(lambda x: x.astype(jnp.float32) if x.dtype in _HALF else x, tree)
+
+
+def _real_view(tree: Any) -> Any:
+    return jax.tree.map(
+        lambda x: jnp.stack([x.real, x.imag], -1) if jnp.iscomplexobj(x) else x, tree
+    )
+
+
+def _from_real_view(step: jax.Array, like: jax.Array) -> jax.Array:
+    if jnp.iscomplexobj(like):
+        step = jax.lax.complex(step[..., 0], step[..., 1])
+    return step.astype(like.dtype)
+
+
+def negate(maximize: bool) -> optax.GradientTransformation | None:
+    """torch's ``maximize``: the gradient negated before anything else."""
+    return optax.scale(-1.0) if maximize else None
+
+
+def l2(weight_decay: float) -> optax.GradientTransformation | None:
+    """``weight_decay * param`` added to the gradient (or to the step, when decoupled)."""
+    return optax.add_decayed_weights(weight_decay) if weight_decay else None
+
+
+def check_kernel_flags(owner: str, **flags: Any) -> None:
+    """torch's kernel selectors: ``None`` or a bool (they have no effect in jaxnet)."""
+    for name, value in flags.items():
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{owner}: {name} must be a bool or None, got {type(value).__name__}")
+
+
+def check_non_negative_or_schedule(owner: str, **values: Any) -> None:
+    """Real numbers >= 0, or schedules (callables, not checked)."""
+    check_non_negative(owner, **{k: v for k, v in values.items() if not callable(v)})
+
+
+def check_unit_interval(owner: str, name: str, value: Any, closed: bool = False) -> None:
+    """A real number in ``[0, 1)`` (``[0, 1]`` if ``closed``); a schedule is not checked."""
+    if callable(value):
+        return
+    check_real(owner, name, value)
+    if not (0 <= value <= 1 if closed else 0 <= value < 1):
+        raise ValueError(f"{owner}: {name}={value!r} must be in [0, 1{']' if closed else ')'}")
+
+
+def check_pair(owner: str, name: str, value: Any, first: str, second: str) -> None:
+    """A pair ``(first, second)``: ``TypeError`` for another kind, ``ValueError`` for
+    another length."""
+    if isinstance(value, str) or not (isinstance(value, Sequence) or np.ndim(value) == 1):
+        raise TypeError(
+            f"{owner}: {name} must be a pair ({first}, {second}), got {type(value).__name__}"
+        )
+    if len(value) != 2:
+        raise ValueError(f"{owner}: {name} must be a pair ({first}, {second}), got {value!r}")
+
+
+def check_betas(owner: str, betas: Sequence[Any]) -> None:
+    """``betas = (beta1, beta2)`` in ``[0, 1)``; ``beta1`` may be a schedule."""
+    check_pair(owner, "betas", betas, "beta1", "beta2")
+    if callable(betas[1]):
+        raise TypeError(f"{owner}: betas[1] must be a float; only betas[0] takes a schedule")
+    for i, beta in enumerate(betas):
+        check_unit_interval(owner, f"betas[{i}]", beta)
