@@ -7,6 +7,9 @@ against torch's trajectories in ``test_optim.py``.)
 """
 
 import math
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -222,7 +225,7 @@ def test_cosine_keeps_torch_period_unlike_optax():
         (
             lambda: sched.StepLR(sched.ExponentialLR(0.1, 0.9), 5),
             TypeError,
-            r"StepLR: lr must be a float, got function",
+            r"StepLR: lr must be a float, got Schedule",
         ),
         (
             lambda: sched.MultiStepLR(0.1, [10, 5]),
@@ -316,3 +319,838 @@ def test_one_cycle_zero_div_factor_raises_value_error(factor):
         torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10, **{factor: 0})
     with pytest.raises(ValueError, match=rf"OneCycleLR: {factor}=0 must be > 0"):
         sched.OneCycleLR(0.1, 10, **{factor: 0})
+
+
+# --------------------------------------------------------------------------------------
+# PyTorch's test/optim/test_lrscheduler.py, case by case. Its value lists are replaced by
+# live torch: each torch scheduler runs on torch's test set-up (an SGD over two param
+# groups, lr 0.05 and 0.5, or Adam where torch's test uses Adam), and every group's lr
+# (and momentum or beta1, where the scheduler cycles it) is compared with the jaxnet
+# schedule built for that group's lr. Torch's list-valued arguments (one per group) are
+# one jaxnet schedule per group.
+
+
+def torch_groups(lrs=(0.05, 0.5), optimizer="sgd"):
+    params = [torch.zeros(1, requires_grad=True) for _ in lrs]
+    groups = [{"params": [p], "lr": lr} for p, lr in zip(params, lrs, strict=True)]
+    if optimizer == "adam":
+        return torch.optim.Adam(groups, lr=lrs[0])
+    return torch.optim.SGD(groups, lr=lrs[0])
+
+
+def group_values(opt):
+    """Each group's (lr, momentum or beta1)."""
+    return [
+        (g["lr"], g["betas"][0] if "betas" in g else g.get("momentum")) for g in opt.param_groups
+    ]
+
+
+def torch_run(case):
+    """torch's values per step and group: ``(steps, groups, 2)`` (lr, momentum).
+
+    Without ``epochs``: read, then ``optimizer.step(); scheduler.step()`` (torch's
+    ``_test``/``_test_cycle_lr``); a list of schedulers is stepped in order (torch's
+    compound tests). With ``epochs``: ``scheduler.step(epoch)``, then read (torch's
+    ``_test_with_epoch`` and its CosineAnnealingWarmRestarts tests).
+    """
+    opt = torch_groups(case.lrs, case.optimizer)
+    made = case.torch(opt)
+    schedulers = made if isinstance(made, list) else [made]
+    values = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation warning for step(epoch)
+        if case.epochs is None:
+            for step in range(case.steps):
+                values.append(group_values(opt))
+                if step < case.steps - 1:  # OneCycleLR refuses steps past total_steps
+                    opt.step()
+                    for s in schedulers:
+                        s.step()
+        else:
+            for epoch in case.epochs:
+                opt.step()
+                for s in schedulers:
+                    s.step(epoch)
+                values.append(group_values(opt))
+    return np.array(values, dtype=np.float64)
+
+
+class Case(NamedTuple):
+    torch: Callable  # optimizer -> scheduler, or a list stepped in turn
+    jaxnet: Callable  # (group index, group lr) -> jaxnet schedule
+    steps: int = 10
+    lrs: tuple = (0.05, 0.5)
+    epochs: list | None = None
+    optimizer: str = "sgd"
+    tol: dict = TOL
+
+
+def same(make):
+    """The same jaxnet schedule for every group, built on the group's lr."""
+    return lambda i, lr: make(lr)
+
+
+COS_CHAIN_TOL = {"rtol": 0, "atol": 1e-9}  # eta_min = 1e-10 in torch's affine cosine update
+XS = [0, 0.25, 0.5, 0.75, 1, 0.75, 0.5, 0.25, 0, 0.25, 0.5, 0.75, 1]
+TORCH_SUITE = {
+    # --- single schedulers
+    "step_lr": Case(
+        lambda o: TS.StepLR(o, gamma=0.1, step_size=3),
+        same(lambda lr: sched.StepLR(lr, 3, 0.1)),
+        12,
+    ),
+    "get_last_lr_step_lr": Case(
+        lambda o: TS.StepLR(o, 3, gamma=0.1), same(lambda lr: sched.StepLR(lr, 3)), 10, (0.1,)
+    ),
+    "multi_step_lr": Case(
+        lambda o: TS.MultiStepLR(o, gamma=0.1, milestones=[2, 5, 9]),
+        same(lambda lr: sched.MultiStepLR(lr, [2, 5, 9], 0.1)),
+        12,
+    ),
+    "constantlr": Case(
+        lambda o: TS.ConstantLR(o, factor=1.0 / 2, total_iters=5),
+        same(lambda lr: sched.ConstantLR(lr, 0.5, 5)),
+    ),
+    "linearlr": Case(
+        lambda o: TS.LinearLR(o, start_factor=0.5, total_iters=4),
+        same(lambda lr: sched.LinearLR(lr, 0.5, total_iters=4)),
+    ),
+    "get_last_lr_linearlr": Case(
+        lambda o: TS.LinearLR(o, start_factor=1 / 4, end_factor=3 / 5, total_iters=4),
+        same(lambda lr: sched.LinearLR(lr, 1 / 4, 3 / 5, 4)),
+    ),
+    "exp_lr": Case(
+        lambda o: TS.ExponentialLR(o, gamma=0.9), same(lambda lr: sched.ExponentialLR(lr, 0.9))
+    ),
+    "poly_lr": Case(
+        lambda o: TS.PolynomialLR(o, power=0.9, total_iters=5),
+        same(lambda lr: sched.PolynomialLR(lr, 5, 0.9)),
+    ),
+    "poly_lr_defaults": Case(lambda o: TS.PolynomialLR(o), same(sched.PolynomialLR), 20),
+    "cos_anneal_lr": Case(
+        lambda o: TS.CosineAnnealingLR(o, T_max=10, eta_min=1e-10),
+        same(lambda lr: sched.CosineAnnealingLR(lr, 10, 1e-10)),
+    ),
+    "closed_form_cos_anneal_lr": Case(
+        lambda o: TS.CosineAnnealingLR(o, T_max=5, eta_min=1e-10),
+        same(lambda lr: sched.CosineAnnealingLR(lr, 5, 1e-10)),
+        20,
+    ),
+    "closed_form_linearlr": Case(
+        lambda o: TS.LinearLR(o, start_factor=1.0 / 3, end_factor=0.7, total_iters=4),
+        same(lambda lr: sched.LinearLR(lr, 1.0 / 3, 0.7, 4)),
+        20,
+    ),
+    "closed_form_constantlr": Case(
+        lambda o: TS.ConstantLR(o, factor=1.0 / 3, total_iters=4),
+        same(lambda lr: sched.ConstantLR(lr, 1.0 / 3, 4)),
+        20,
+    ),
+    "lambda_lr": Case(
+        lambda o: TS.LambdaLR(o, lr_lambda=[lambda x1: 0.9**x1, lambda x2: 0.8**x2]),
+        lambda i, lr: sched.LambdaLR(lr, lambda x: (0.9, 0.8)[i] ** x),
+        lrs=(0.05, 0.4),
+    ),
+    "multiplicative_lr": Case(
+        lambda o: TS.MultiplicativeLR(o, lr_lambda=[lambda x1: 0.9, lambda x2: 0.8]),
+        lambda i, lr: sched.MultiplicativeLR(lr, lambda x: (0.9, 0.8)[i]),
+        lrs=(0.05, 0.4),
+    ),
+    "multiplicative_lr_of_the_epoch": Case(
+        lambda o: TS.MultiplicativeLR(o, lambda e: 1 / (1 + 0.1 * e)),
+        same(lambda lr: sched.MultiplicativeLR(lr, lambda e: 1 / (1 + 0.1 * e))),
+        15,
+    ),
+    # --- step(epoch): torch's closed forms (its _test_with_epoch, _test_against_closed_form)
+    **{
+        f"with_epoch_{name}": Case(make_torch, same(make_jaxnet), epochs=list(range(20)))
+        for name, make_torch, make_jaxnet in [
+            ("step_lr", lambda o: TS.StepLR(o, 3, 0.1), lambda lr: sched.StepLR(lr, 3, 0.1)),
+            (
+                "multi_step_lr",
+                lambda o: TS.MultiStepLR(o, [2, 5, 9], 0.1),
+                lambda lr: sched.MultiStepLR(lr, [2, 5, 9], 0.1),
+            ),
+            (
+                "constantlr",
+                lambda o: TS.ConstantLR(o, 0.5, 5),
+                lambda lr: sched.ConstantLR(lr, 0.5, 5),
+            ),
+            (
+                "linearlr",
+                lambda o: TS.LinearLR(o, 0.5, total_iters=4),
+                lambda lr: sched.LinearLR(lr, 0.5, total_iters=4),
+            ),
+            ("exp_lr", lambda o: TS.ExponentialLR(o, 0.9), lambda lr: sched.ExponentialLR(lr, 0.9)),
+            (
+                "poly_lr",
+                lambda o: TS.PolynomialLR(o, power=0.9),
+                lambda lr: sched.PolynomialLR(lr, power=0.9),
+            ),
+            (
+                "cos_anneal_lr",
+                lambda o: TS.CosineAnnealingLR(o, 5, 1e-10),
+                lambda lr: sched.CosineAnnealingLR(lr, 5, 1e-10),
+            ),
+        ]
+    },
+    # --- SequentialLR
+    "sequentiallr1": Case(
+        lambda o: TS.SequentialLR(
+            o, [TS.ExponentialLR(o, gamma=0.8), TS.StepLR(o, gamma=0.1, step_size=4)], [3]
+        ),
+        same(
+            lambda lr: sched.SequentialLR(
+                [sched.ExponentialLR(lr, 0.8), sched.StepLR(lr, 4, 0.1)], [3]
+            )
+        ),
+        19,
+    ),
+    "sequentiallr2": Case(
+        lambda o: TS.SequentialLR(
+            o, [TS.ConstantLR(o, factor=0.1, total_iters=3), TS.ExponentialLR(o, gamma=0.9)], [3]
+        ),
+        same(
+            lambda lr: sched.SequentialLR(
+                [sched.ConstantLR(lr, 0.1, 3), sched.ExponentialLR(lr, 0.9)], [3]
+            )
+        ),
+        13,
+    ),
+    "sequentiallr3": Case(
+        lambda o: TS.SequentialLR(
+            o,
+            [
+                TS.ConstantLR(o, factor=0.1, total_iters=3),
+                TS.ExponentialLR(o, gamma=0.8),
+                TS.StepLR(o, gamma=0.1, step_size=2),
+            ],
+            [3, 6],
+        ),
+        same(
+            lambda lr: sched.SequentialLR(
+                [
+                    sched.ConstantLR(lr, 0.1, 3),
+                    sched.ExponentialLR(lr, 0.8),
+                    sched.StepLR(lr, 2, 0.1),
+                ],
+                [3, 6],
+            )
+        ),
+        12,
+    ),
+    "sequentiallr4": Case(  # two ConstantLRs do not change the initial lr
+        lambda o: TS.SequentialLR(
+            o, [TS.ConstantLR(o, factor=1), TS.ConstantLR(o, factor=0.1)], [10]
+        ),
+        same(
+            lambda lr: sched.SequentialLR(
+                [sched.ConstantLR(lr, 1), sched.ConstantLR(lr, 0.1)], [10]
+            )
+        ),
+        15,
+        (0.1,),
+    ),
+    "sequentiallr5_chained": Case(
+        lambda o: TS.SequentialLR(
+            o,
+            [
+                TS.ChainedScheduler(
+                    [
+                        TS.LinearLR(o, start_factor=0.1, total_iters=5),
+                        TS.ConstantLR(o, factor=0.1, total_iters=5),
+                    ]
+                ),
+                TS.ConstantLR(o, factor=0.5, total_iters=5),
+            ],
+            [5],
+        ),
+        same(
+            lambda lr: sched.SequentialLR(
+                [
+                    sched.ChainedScheduler(
+                        [sched.LinearLR(lr, 0.1, total_iters=5), sched.ConstantLR(lr, 0.1, 5)]
+                    ),
+                    sched.ConstantLR(lr, 0.5, 5),
+                ],
+                [5],
+            )
+        ),
+    ),
+    "sequentiallr_does_not_alias_lr_and_initial_lr": Case(
+        lambda o: TS.SequentialLR(
+            o,
+            [TS.LinearLR(o, 0.1, 0.8, total_iters=4), TS.LinearLR(o, 0.8, 0.1, total_iters=4)],
+            [4],
+        ),
+        same(
+            lambda lr: sched.SequentialLR(
+                [sched.LinearLR(lr, 0.1, 0.8, 4), sched.LinearLR(lr, 0.8, 0.1, 4)], [4]
+            )
+        ),
+        8,
+        (2.0,),
+    ),
+    # SequentialLR composes with the schedulers torch's value lists do not cover
+    "sequential_polynomial_warm_restarts": Case(
+        lambda o: TS.SequentialLR(
+            o, [TS.PolynomialLR(o, 4, 2.0), TS.CosineAnnealingWarmRestarts(o, 3, 2)], [6]
+        ),
+        same(
+            lambda lr: sched.SequentialLR(
+                [sched.PolynomialLR(lr, 4, 2.0), sched.CosineAnnealingWarmRestarts(lr, 3, 2)], [6]
+            )
+        ),
+        30,
+    ),
+    "sequential_lambda_cyclic": Case(
+        lambda o: TS.SequentialLR(
+            o,
+            [
+                TS.LambdaLR(o, lambda e: 1 / (e + 1)),
+                TS.CyclicLR(o, 0.01, 0.1, 2, cycle_momentum=False),
+            ],
+            [3],
+        ),
+        lambda i, lr: sched.SequentialLR(
+            [
+                sched.LambdaLR(lr, lambda e: 1 / (e + 1.0)),
+                sched.CyclicLR(0.01, 0.1, 2, cycle_momentum=False),
+            ],
+            [3],
+        ),
+        12,
+        (0.1,),
+    ),
+    "sequential_exponential_onecycle": Case(  # OneCycleLR sets every group's initial_lr
+        lambda o: TS.SequentialLR(
+            o, [TS.ExponentialLR(o, 0.5), TS.OneCycleLR(o, 0.1, 6, cycle_momentum=False)], [3]
+        ),
+        lambda i, lr: sched.SequentialLR(
+            [sched.ExponentialLR(0.1 / 25, 0.5), sched.OneCycleLR(0.1, 6, cycle_momentum=False)],
+            [3],
+        ),
+        9,
+        (0.1,),
+    ),
+    # --- ChainedScheduler, and torch's compound tests (schedulers stepped in turn)
+    "chained_lr1": Case(
+        lambda o: TS.ChainedScheduler([TS.StepLR(o, gamma=0.1, step_size=3)]),
+        same(lambda lr: sched.ChainedScheduler([sched.StepLR(lr, 3, 0.1)])),
+    ),
+    "chained_lr2": Case(
+        lambda o: TS.ChainedScheduler([TS.LinearLR(o, start_factor=0.4, total_iters=3)]),
+        same(lambda lr: sched.ChainedScheduler([sched.LinearLR(lr, 0.4, total_iters=3)])),
+    ),
+    "chained_lr3": Case(
+        lambda o: TS.ChainedScheduler(
+            [
+                TS.LinearLR(o, start_factor=0.4, total_iters=3),
+                TS.MultiStepLR(o, milestones=[4, 8, 10], gamma=0.1),
+            ]
+        ),
+        same(
+            lambda lr: sched.ChainedScheduler(
+                [sched.LinearLR(lr, 0.4, total_iters=3), sched.MultiStepLR(lr, [4, 8, 10], 0.1)]
+            )
+        ),
+        14,
+    ),
+    "chained_lr4": Case(
+        lambda o: TS.ChainedScheduler(
+            [
+                TS.ExponentialLR(o, gamma=0.9),
+                TS.ConstantLR(o, factor=0.2, total_iters=4),
+                TS.StepLR(o, gamma=0.1, step_size=3),
+            ]
+        ),
+        same(
+            lambda lr: sched.ChainedScheduler(
+                [
+                    sched.ExponentialLR(lr, 0.9),
+                    sched.ConstantLR(lr, 0.2, 4),
+                    sched.StepLR(lr, 3, 0.1),
+                ]
+            )
+        ),
+        9,
+    ),
+    "chained_lr5": Case(
+        lambda o: TS.ChainedScheduler(
+            [TS.PolynomialLR(o, power=0.9, total_iters=5), TS.ConstantLR(o, factor=0.1)]
+        ),
+        same(
+            lambda lr: sched.ChainedScheduler(
+                [sched.PolynomialLR(lr, 5, 0.9), sched.ConstantLR(lr, 0.1)]
+            )
+        ),
+    ),
+    "chained_multiplicative_linear": Case(
+        lambda o: TS.ChainedScheduler(
+            [TS.MultiplicativeLR(o, lambda e: 0.9), TS.LinearLR(o, 0.5, total_iters=4)]
+        ),
+        same(
+            lambda lr: sched.ChainedScheduler(
+                [sched.MultiplicativeLR(lr, lambda e: 0.9), sched.LinearLR(lr, 0.5, total_iters=4)]
+            )
+        ),
+    ),
+    **{
+        f"compound_{name}": Case(
+            lambda o, m=make_torch: m(o),
+            same(lambda lr, m=make_jaxnet: sched.ChainedScheduler(m(lr))),
+            tol=tol,
+        )
+        for name, make_torch, make_jaxnet, tol in [
+            (
+                "step_and_multistep_lr",
+                lambda o: [
+                    TS.StepLR(o, gamma=0.1, step_size=3),
+                    TS.MultiStepLR(o, gamma=0.1, milestones=[2, 5, 9]),
+                ],
+                lambda lr: [sched.StepLR(lr, 3, 0.1), sched.MultiStepLR(lr, [2, 5, 9], 0.1)],
+                TOL,
+            ),
+            (
+                "step_and_exp_lr",
+                lambda o: [TS.StepLR(o, gamma=0.1, step_size=3), TS.ExponentialLR(o, gamma=0.9)],
+                lambda lr: [sched.StepLR(lr, 3, 0.1), sched.ExponentialLR(lr, 0.9)],
+                TOL,
+            ),
+            (
+                "exp_and_multistep_lr",
+                lambda o: [
+                    TS.MultiStepLR(o, gamma=0.1, milestones=[2, 5, 9]),
+                    TS.ExponentialLR(o, gamma=0.9),
+                ],
+                lambda lr: [sched.MultiStepLR(lr, [2, 5, 9], 0.1), sched.ExponentialLR(lr, 0.9)],
+                TOL,
+            ),
+            (
+                "exp_and_linearlr",
+                lambda o: [
+                    TS.LinearLR(o, start_factor=0.4, end_factor=0.9, total_iters=4),
+                    TS.ExponentialLR(o, gamma=0.9),
+                ],
+                lambda lr: [sched.LinearLR(lr, 0.4, 0.9, 4), sched.ExponentialLR(lr, 0.9)],
+                TOL,
+            ),
+            (
+                "step_and_constantlr",
+                lambda o: [
+                    TS.StepLR(o, gamma=0.1, step_size=3),
+                    TS.ConstantLR(o, factor=0.4, total_iters=4),
+                ],
+                lambda lr: [sched.StepLR(lr, 3, 0.1), sched.ConstantLR(lr, 0.4, 4)],
+                TOL,
+            ),
+            (
+                "linearlr_and_multistep_lr",
+                lambda o: [
+                    TS.MultiStepLR(o, gamma=0.1, milestones=[2, 5, 9]),
+                    TS.LinearLR(o, start_factor=0.4, total_iters=4),
+                ],
+                lambda lr: [
+                    sched.MultiStepLR(lr, [2, 5, 9], 0.1),
+                    sched.LinearLR(lr, 0.4, total_iters=4),
+                ],
+                TOL,
+            ),
+            (
+                "cosanneal_and_step_lr",
+                lambda o: [
+                    TS.CosineAnnealingLR(o, T_max=10, eta_min=1e-10),
+                    TS.StepLR(o, gamma=0.1, step_size=3),
+                ],
+                lambda lr: [sched.CosineAnnealingLR(lr, 10, 1e-10), sched.StepLR(lr, 3, 0.1)],
+                COS_CHAIN_TOL,
+            ),
+            (
+                "cosanneal_and_multistep_lr",
+                lambda o: [
+                    TS.CosineAnnealingLR(o, T_max=10, eta_min=1e-10),
+                    TS.MultiStepLR(o, gamma=0.1, milestones=[2, 5, 9]),
+                ],
+                lambda lr: [
+                    sched.CosineAnnealingLR(lr, 10, 1e-10),
+                    sched.MultiStepLR(lr, [2, 5, 9], 0.1),
+                ],
+                COS_CHAIN_TOL,
+            ),
+            (
+                "cosanneal_and_linearlr",
+                lambda o: [
+                    TS.LinearLR(o, start_factor=0.4, total_iters=4),
+                    TS.CosineAnnealingLR(o, T_max=10, eta_min=1e-10),
+                ],
+                lambda lr: [
+                    sched.LinearLR(lr, 0.4, total_iters=4),
+                    sched.CosineAnnealingLR(lr, 10, 1e-10),
+                ],
+                COS_CHAIN_TOL,
+            ),
+            (
+                "cosanneal_and_exp_lr",
+                lambda o: [
+                    TS.CosineAnnealingLR(o, T_max=10, eta_min=1e-10),
+                    TS.ExponentialLR(o, gamma=0.1),
+                ],
+                lambda lr: [sched.CosineAnnealingLR(lr, 10, 1e-10), sched.ExponentialLR(lr, 0.1)],
+                COS_CHAIN_TOL,
+            ),
+            (
+                "cosanneal_no_eta_min_and_exp_lr",  # eta_min = 0: exact up to T_max
+                lambda o: [TS.CosineAnnealingLR(o, T_max=10), TS.ExponentialLR(o, gamma=0.8)],
+                lambda lr: [sched.CosineAnnealingLR(lr, 10), sched.ExponentialLR(lr, 0.8)],
+                TOL,
+            ),
+        ]
+    },
+    # --- CyclicLR: lr and momentum (torch's _test_cycle_lr)
+    "cycle_lr_triangular_mode_one_lr": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=1,
+            max_lr=5,
+            step_size_up=4,
+            cycle_momentum=True,
+            base_momentum=1,
+            max_momentum=5,
+            mode="triangular",
+        ),
+        same(lambda lr: sched.CyclicLR(1, 5, 4, base_momentum=1, max_momentum=5)),
+        11,
+    ),
+    "cycle_lr_triangular_mode_one_lr_no_momentum": Case(
+        lambda o: TS.CyclicLR(
+            o, base_lr=1, max_lr=5, step_size_up=4, cycle_momentum=False, mode="triangular"
+        ),
+        same(lambda lr: sched.CyclicLR(1, 5, 4, cycle_momentum=False)),
+        11,
+    ),
+    "cycle_lr_triangular2_mode_one_lr": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=1,
+            max_lr=5,
+            step_size_up=4,
+            cycle_momentum=True,
+            base_momentum=1,
+            max_momentum=5,
+            mode="triangular2",
+        ),
+        same(
+            lambda lr: sched.CyclicLR(1, 5, 4, mode="triangular2", base_momentum=1, max_momentum=5)
+        ),
+        22,
+    ),
+    "cycle_lr_exp_range_mode_one_lr": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=1,
+            max_lr=5,
+            step_size_up=4,
+            cycle_momentum=True,
+            base_momentum=1,
+            max_momentum=5,
+            mode="exp_range",
+            gamma=0.9,
+        ),
+        same(
+            lambda lr: sched.CyclicLR(
+                1, 5, 4, mode="exp_range", gamma=0.9, base_momentum=1, max_momentum=5
+            )
+        ),
+        len(XS),
+    ),
+    "cycle_lr_triangular_mode": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=[1, 2],
+            max_lr=[5, 6],
+            step_size_up=4,
+            cycle_momentum=True,
+            base_momentum=[1, 2],
+            max_momentum=[5, 6],
+        ),
+        lambda i, lr: sched.CyclicLR(1 + i, 5 + i, 4, base_momentum=1 + i, max_momentum=5 + i),
+        11,
+    ),
+    "cycle_lr_triangular2_mode": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=[1, 3],
+            max_lr=[5, 7],
+            step_size_up=4,
+            cycle_momentum=True,
+            base_momentum=[1, 3],
+            max_momentum=[5, 7],
+            mode="triangular2",
+        ),
+        lambda i, lr: sched.CyclicLR(
+            1 + 2 * i,
+            5 + 2 * i,
+            4,
+            mode="triangular2",
+            base_momentum=1 + 2 * i,
+            max_momentum=5 + 2 * i,
+        ),
+        22,
+    ),
+    "cycle_lr_exp_range_mode": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=[1, 5],
+            max_lr=[5, 12],
+            step_size_up=4,
+            cycle_momentum=True,
+            base_momentum=[1, 5],
+            max_momentum=[5, 12],
+            mode="exp_range",
+            gamma=0.9,
+        ),
+        lambda i, lr: sched.CyclicLR(
+            (1, 5)[i],
+            (5, 12)[i],
+            4,
+            mode="exp_range",
+            gamma=0.9,
+            base_momentum=(1, 5)[i],
+            max_momentum=(5, 12)[i],
+        ),
+        len(XS),
+    ),
+    "cycle_lr_triangular_mode_step_size_up_down": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=1,
+            max_lr=5,
+            step_size_up=4,
+            step_size_down=6,
+            cycle_momentum=True,
+            base_momentum=1,
+            max_momentum=5,
+        ),
+        same(lambda lr: sched.CyclicLR(1, 5, 4, 6, base_momentum=1, max_momentum=5)),
+        11,
+    ),
+    "cycle_lr_triangular2_mode_step_size_up_down": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=[1, 3],
+            max_lr=[5, 7],
+            step_size_up=2,
+            step_size_down=6,
+            cycle_momentum=True,
+            base_momentum=[1, 3],
+            max_momentum=[5, 7],
+            mode="triangular2",
+        ),
+        lambda i, lr: sched.CyclicLR(
+            1 + 2 * i,
+            5 + 2 * i,
+            2,
+            6,
+            mode="triangular2",
+            base_momentum=1 + 2 * i,
+            max_momentum=5 + 2 * i,
+        ),
+        24,
+    ),
+    "cycle_lr_exp_range_mode_step_size_up_down": Case(
+        lambda o: TS.CyclicLR(
+            o,
+            base_lr=1,
+            max_lr=5,
+            step_size_up=2,
+            step_size_down=6,
+            cycle_momentum=True,
+            base_momentum=1,
+            max_momentum=5,
+            mode="exp_range",
+            gamma=0.9,
+        ),
+        same(
+            lambda lr: sched.CyclicLR(
+                1, 5, 2, 6, mode="exp_range", gamma=0.9, base_momentum=1, max_momentum=5
+            )
+        ),
+        13,
+    ),
+    "cycle_lr_with_momentumless_optimizer": Case(
+        lambda o: TS.CyclicLR(o, base_lr=1, max_lr=5, step_size_up=4, cycle_momentum=False),
+        same(lambda lr: sched.CyclicLR(1, 5, 4, cycle_momentum=False)),
+        11,
+        optimizer="adam",
+    ),
+    "cycle_lr_beta1_defaults": Case(  # torch's default momenta, cycled into Adam's beta1
+        lambda o: TS.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3),
+        same(lambda lr: sched.CyclicLR(0.01, 0.1, 3)),
+        15,
+        optimizer="adam",
+    ),
+    "cycle_lr_scale_fn_cycle": Case(
+        lambda o: TS.CyclicLR(
+            o, 1, 5, 3, scale_fn=lambda x: 1 / x, base_momentum=0.5, max_momentum=0.9
+        ),
+        same(
+            lambda lr: sched.CyclicLR(
+                1, 5, 3, scale_fn=lambda x: 1 / x, base_momentum=0.5, max_momentum=0.9
+            )
+        ),
+        20,
+    ),
+    "cycle_lr_scale_fn_iterations": Case(
+        lambda o: TS.CyclicLR(o, 1, 5, 3, 2, scale_fn=lambda x: 0.97**x, scale_mode="iterations"),
+        same(
+            lambda lr: sched.CyclicLR(
+                1, 5, 3, 2, scale_fn=lambda x: 0.97**x, scale_mode="iterations"
+            )
+        ),
+        20,
+    ),
+    # --- OneCycleLR: lr and momentum or beta1
+    "onecycle_lr_linear_annealing": Case(
+        lambda o: TS.OneCycleLR(
+            o,
+            max_lr=25,
+            final_div_factor=2,
+            base_momentum=1,
+            max_momentum=22,
+            total_steps=10,
+            anneal_strategy="linear",
+        ),
+        same(
+            lambda lr: sched.OneCycleLR(
+                25,
+                10,
+                final_div_factor=2,
+                base_momentum=1,
+                max_momentum=22,
+                anneal_strategy="linear",
+            )
+        ),
+    ),
+    "onecycle_lr_linear_annealing_three_phases": Case(
+        lambda o: TS.OneCycleLR(
+            o,
+            max_lr=25,
+            div_factor=25,
+            base_momentum=1,
+            max_momentum=22,
+            total_steps=10,
+            anneal_strategy="linear",
+            pct_start=0.4,
+            final_div_factor=4,
+            three_phase=True,
+        ),
+        same(
+            lambda lr: sched.OneCycleLR(
+                25,
+                10,
+                div_factor=25,
+                base_momentum=1,
+                max_momentum=22,
+                anneal_strategy="linear",
+                pct_start=0.4,
+                final_div_factor=4,
+                three_phase=True,
+            )
+        ),
+    ),
+    "onecycle_lr_cosine_annealing": Case(
+        lambda o: TS.OneCycleLR(
+            o, max_lr=25, final_div_factor=2, base_momentum=1, max_momentum=22, total_steps=10
+        ),
+        same(
+            lambda lr: sched.OneCycleLR(
+                25, 10, final_div_factor=2, base_momentum=1, max_momentum=22
+            )
+        ),
+    ),
+    "cycle_lr_with_adam": Case(
+        lambda o: TS.OneCycleLR(
+            o,
+            max_lr=25,
+            final_div_factor=2,
+            base_momentum=1,
+            max_momentum=22,
+            total_steps=10,
+            anneal_strategy="linear",
+        ),
+        same(
+            lambda lr: sched.OneCycleLR(
+                25,
+                10,
+                final_div_factor=2,
+                base_momentum=1,
+                max_momentum=22,
+                anneal_strategy="linear",
+            )
+        ),
+        optimizer="adam",
+    ),
+    "onecycle_epochs_steps_per_epoch_three_phase_cos": Case(
+        lambda o: TS.OneCycleLR(o, 0.1, epochs=4, steps_per_epoch=9, three_phase=True),
+        same(lambda lr: sched.OneCycleLR(0.1, epochs=4, steps_per_epoch=9, three_phase=True)),
+        37,  # torch defines OneCycleLR for steps 0 .. total_steps
+    ),
+    # --- CosineAnnealingWarmRestarts
+    **{
+        f"CosineAnnealingWarmRestarts_lr1_T_mult_{T_mult}": Case(
+            lambda o, m=T_mult: TS.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=m, eta_min=1e-10),
+            same(lambda lr, m=T_mult: sched.CosineAnnealingWarmRestarts(lr, 10, m, 1e-10)),
+            100,
+        )
+        for T_mult in (1, 2, 4)
+    },
+    **{  # fractional epochs 0, 0.1, ..., 29.9 through step(epoch)
+        f"CosineAnnealingWarmRestarts_lr2_T_mult_{T_mult}": Case(
+            lambda o, m=T_mult: TS.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=m, eta_min=1e-10),
+            same(lambda lr, m=T_mult: sched.CosineAnnealingWarmRestarts(lr, 10, m, 1e-10)),
+            epochs=[round(e.item(), 1) for e in torch.arange(0, 30, 0.1)],
+        )
+        for T_mult in (1, 2, 4)
+    },
+    **{  # interleaved epochs through step(epoch)
+        f"CosineAnnealingWarmRestarts_lr3_T_mult_{T_mult}": Case(
+            lambda o, m=T_mult: TS.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=m, eta_min=1e-10),
+            same(lambda lr, m=T_mult: sched.CosineAnnealingWarmRestarts(lr, 10, m, 1e-10)),
+            epochs=epochs,
+        )
+        for T_mult, epochs in [
+            (1, [0, 1, 2, 3, 4, 5, 12, 27, 3, 4, 5, 6, 13]),
+            (2, [0, 1, 2, 3, 4, 5, 25, 32, 33, 34, 80, 81, 3]),
+            (3, [0, 0.1, 0.2, 0.3, 1.3, 2.3, 17.5, 18.5, 19.5, 29.5, 30.5, 31.5, 50]),
+        ]
+    },
+}
+
+
+def jaxnet_run(case):
+    """jaxnet's values, ``(steps, groups, 2)``, each schedule under ``jit(vmap(...))``."""
+    if case.epochs is None:
+        steps = jnp.arange(case.steps, dtype=jnp.int32)
+    else:
+        steps = jnp.asarray(case.epochs, jnp.float64)
+    groups = []
+    for i, lr in enumerate(case.lrs):
+        schedule = case.jaxnet(i, lr)
+        lrs = np.asarray(jax.jit(jax.vmap(schedule))(steps))
+        momentum = schedule.momentum
+        momenta = np.asarray(jax.jit(jax.vmap(momentum))(steps)) if momentum else None
+        groups.append((lrs, momenta))
+    return groups
+
+
+@pytest.mark.parametrize("name", TORCH_SUITE)
+def test_torch_suite(name):
+    case = TORCH_SUITE[name]
+    expected = torch_run(case)
+    for i, (lrs, momenta) in enumerate(jaxnet_run(case)):
+        assert lrs.dtype == np.float64
+        np.testing.assert_allclose(lrs, expected[:, i, 0], **case.tol, err_msg=f"lr, group {i}")
+        if momenta is None:  # torch leaves the optimizer's momentum / beta1 alone
+            assert np.all(expected[:, i, 1] == expected[0, i, 1]), f"group {i}"
+        else:
+            np.testing.assert_allclose(momenta, expected[:, i, 1], **TOL, err_msg=f"momentum {i}")
