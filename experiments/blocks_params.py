@@ -5,8 +5,10 @@ torch's names (``named_parameters``, ``state_dict()['2.bias']``); ``net.apply(in
 with normal, constant, Xavier/42 and the custom "U(−10, 10), zero below 5" initialisers;
 a shared ``Linear(8, 8)`` at positions 2 and 4; ``CenteredLayer`` and ``MyLinear``.
 
-jaxnet side: a block is a :class:`jaxnet.nn.Module` with ``init``/``apply``/``children``;
-parameters are a pytree whose dotted names are torch's; ``net.apply(init_fn)`` is
+jaxnet side: a block is a :class:`jaxnet.nn.Module` written as torch's is, a constructor
+that assigns its sub-layers and parameters and a ``forward(scope, x)``; ``init``, the
+names and their order come from that record. Parameters are a pytree whose dotted names
+are torch's; ``net.apply(init_fn)`` is
 ``jaxnet.nn.init.reinit``; a tied layer's parameters are stored once and ``jax.grad``
 adds the gradients of its uses. The torch side loads jaxnet's parameters through
 ``state_dict`` so both compute on the same numbers (random initialisers are compared
@@ -25,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxnet
 from experiments import _common
 from jaxnet import autograd, nn
 from jaxnet.nn import functional as F
@@ -39,15 +40,8 @@ class MLPBlock(nn.Module):
         self.hidden = nn.Linear(20, 256)
         self.out = nn.Linear(256, 10)
 
-    def init(self, key):
-        k_hidden, k_out = jax.random.split(key)
-        return {"hidden": self.hidden.init(k_hidden), "out": self.out.init(k_out)}
-
-    def apply(self, params, x):
-        return self.out.apply(params["out"], F.relu(self.hidden.apply(params["hidden"], x)))
-
-    def children(self):
-        return iter([("hidden", self.hidden), ("out", self.out)])
+    def forward(self, scope, x):
+        return self.out(scope, F.relu(self.hidden(scope, x)))
 
 
 class MyLinear(nn.Module):
@@ -59,17 +53,12 @@ class MyLinear(nn.Module):
     """
 
     def __init__(self, in_units: int, units: int, detach: bool = True):
-        self.in_units, self.units, self.detach = in_units, units, detach
+        self.detach = detach
+        self.weight = nn.Parameter((in_units, units), init.normal)  # torch.randn
+        self.bias = nn.Parameter((units,), init.normal)
 
-    def init(self, key):
-        k_w, k_b = jax.random.split(key)
-        return {
-            "weight": init.normal(k_w, (self.in_units, self.units)),  # torch.randn
-            "bias": init.normal(k_b, (self.units,)),
-        }
-
-    def apply(self, params, x):
-        w, b = params["weight"], params["bias"]
+    def forward(self, scope, x):
+        w, b = scope.weight, scope.bias
         if self.detach:  # the original's `.data`
             w, b = autograd.detach(w), autograd.detach(b)
         y = x @ w  # (B, in) @ (in, units) -> (B, units)
@@ -83,6 +72,10 @@ def centered_layer() -> nn.Lambda:
 
 def mlp_net() -> nn.Sequential:
     return nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def with_centered_net() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(8, 128), centered_layer())
 
 
 def tied_net() -> nn.Sequential:
@@ -112,7 +105,7 @@ def init_42(key, layer, p):
 
 
 def my_init(key, layer, p):
-    print("  Init", *next((name, tuple(v.shape)) for name, v in jaxnet.named_parameters(p)))
+    print("  Init", *next((name, tuple(v.shape)) for name, v in layer.named_parameters(p)))
     w = init.uniform(key, p["weight"].shape, p["weight"].dtype, -10.0, 10.0)
     return {**p, "weight": w * (jnp.abs(w) >= 5)}
 
@@ -180,7 +173,7 @@ def jaxnet_arrays(key: jax.Array, data: dict[str, jax.Array]) -> dict[str, Any]:
 
     centered = centered_layer()
     out["centered"] = centered.apply({}, jnp.arange(1.0, 6.0, dtype=jnp.float32))
-    with_linear = nn.Sequential(nn.Linear(8, 128), centered)
+    with_linear = with_centered_net()
     out["with_centered"] = with_linear.init(next(keys))
     out["centered_mean"] = with_linear.apply(out["with_centered"], data["X_centered"]).mean()
 
@@ -202,20 +195,22 @@ def run_jaxnet(data: dict[str, np.ndarray], key: jax.Array) -> dict[str, Any]:
     res: dict[str, Any] = {
         "params": {k: a[k] for k in ("block", "net", "tied", "with_centered", "mylinear")}
     }
-    res["block_names"] = _shapes(jaxnet.named_parameters(a["block"]))
+    net = mlp_net()
+    res["block_names"] = _shapes(MLPBlock().named_parameters(a["block"]))
     res["block_output"] = a["block_output"]
-    res["net0_names"] = _shapes(jaxnet.named_parameters(a["net"]["0"]))
-    res["net_names"] = _shapes(jaxnet.named_parameters(a["net"]))
-    res["bias2"] = jaxnet.state_dict(a["net"])["2.bias"]
+    res["net0_names"] = _shapes(net[0].named_parameters(a["net"]["0"]))
+    res["net_names"] = _shapes(net.named_parameters(a["net"]))
+    res["bias2"] = net.state_dict(a["net"])["2.bias"]
     res["init"] = {
         name: init_figures(name, p["0"]["weight"], p["0"]["bias"], p["2"]["weight"])
         for name, p in a["inits"].items()
     }
 
     res["tied_keys"] = list(a["tied"])
-    sd = jaxnet.state_dict(a["tied"], model=tied_net())  # lists the tied '4.*' as torch does
+    tied = tied_net()
+    sd = tied.state_dict(a["tied"])  # lists the tied '4.*' as torch does
     res["tied_equal_before"] = bool(np.array_equal(sd["2.weight"][0], sd["4.weight"][0]))
-    sd = jaxnet.state_dict(a["tied_changed"], model=tied_net())
+    sd = tied.state_dict(a["tied_changed"])
     res["tied_equal_after"] = bool(np.array_equal(sd["2.weight"][0], sd["4.weight"][0]))
     res["tied_alias_value"] = float(sd["4.weight"][0, 0])
     res["tied_grad"] = a["tied_grad"]["2"]["weight"]
@@ -250,8 +245,8 @@ def run_torch(data: dict[str, np.ndarray], ours: dict[str, Any]) -> dict[str, An
     from torch import nn as tnn
     from torch.nn import functional as TF
 
-    def load(module, params, model=None):
-        sd = jaxnet.state_dict(params, model=model)
+    def load(module, model, params):
+        sd = model.state_dict(params)
         module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=True)
         return module
 
@@ -281,12 +276,13 @@ def run_torch(data: dict[str, np.ndarray], ours: dict[str, Any]) -> dict[str, An
     torch.manual_seed(0)
     res: dict[str, Any] = {}
     params = ours["params"]
-    block = load(MLP(), params["block"])
+    block = load(MLP(), MLPBlock(), params["block"])
     res["block_names"] = _shapes(block.named_parameters())
     with torch.no_grad():
         res["block_output"] = block(torch.from_numpy(data["X"])).numpy()
 
-    net = load(tnn.Sequential(tnn.Linear(20, 256), tnn.ReLU(), tnn.Linear(256, 10)), params["net"])
+    net = tnn.Sequential(tnn.Linear(20, 256), tnn.ReLU(), tnn.Linear(256, 10))
+    net = load(net, mlp_net(), params["net"])
     res["net0_names"] = _shapes(net[0].named_parameters())
     res["net_names"] = _shapes(net.named_parameters())
     res["bias2"] = net.state_dict()["2.bias"].numpy().copy()  # the inits below overwrite it
@@ -333,7 +329,7 @@ def run_torch(data: dict[str, np.ndarray], ours: dict[str, Any]) -> dict[str, An
     shared = tnn.Linear(8, 8)
     tied = tnn.Sequential(tnn.Linear(4, 8), tnn.ReLU(), shared, tnn.ReLU(), shared, tnn.ReLU(),
                           tnn.Linear(8, 1))  # fmt: skip
-    load(tied, params["tied"], model=tied_net())
+    load(tied, tied_net(), params["tied"])
     res["tied_keys"] = sorted({name.split(".")[0] for name, _ in tied.named_parameters()}, key=int)
     x_tied = torch.from_numpy(data["X_tied"])
     tied(x_tied).sum().backward()
@@ -351,10 +347,11 @@ def run_torch(data: dict[str, np.ndarray], ours: dict[str, Any]) -> dict[str, An
     res["tied_alias_value"] = tied[4].weight.data[0, 0].item()
 
     res["centered"] = CenteredLayer()(torch.arange(1.0, 6.0)).numpy()
-    with_linear = load(tnn.Sequential(tnn.Linear(8, 128), CenteredLayer()), params["with_centered"])
+    with_linear = tnn.Sequential(tnn.Linear(8, 128), CenteredLayer())
+    with_linear = load(with_linear, with_centered_net(), params["with_centered"])
     res["centered_mean"] = with_linear(torch.from_numpy(data["X_centered"])).mean().item()
 
-    dense = load(TorchMyLinear(5, 3), params["mylinear"])
+    dense = load(TorchMyLinear(5, 3), MyLinear(5, 3), params["mylinear"])
     x = torch.from_numpy(data["X_mylinear"]).requires_grad_()
     out = dense(x)
     res["mylinear_output"] = out.detach().numpy()

@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     run_jax, trained = jaxnet_sweep(keys, lrs, data, device_chunks)
     run_torch = None
     if not args.no_torch:
-        from jaxnet import params as params_lib
-
-        initial = [params_lib.state_dict(NET.init(k)) for k in keys]
+        initial = [NET.state_dict(NET.init(k)) for k in keys]
         run_torch = torch_sweep(initial, np.asarray(lrs), x, y)
     # The two sweeps alternate chunk by chunk, so both see the same machine load.
     jax_seconds, torch_seconds = [], []

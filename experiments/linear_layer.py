@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxnet
 from experiments import _common
 from jaxnet import nn, optim, train
 from jaxnet.nn import functional as F
@@ -36,16 +35,9 @@ class Network(nn.Module):
         self.w1 = nn.Linear(input_size, hidden_size, bias=False)
         self.w2 = nn.Linear(hidden_size, output_size, bias=False)
 
-    def init(self, key):
-        k1, k2 = jax.random.split(key)
-        return {"w1": self.w1.init(k1), "w2": self.w2.init(k2)}
-
-    def apply(self, params, x):
-        i2h = F.sigmoid(self.w1.apply(params["w1"], x))  # (B, hidden)
-        return F.sigmoid(self.w2.apply(params["w2"], i2h))  # (B, output)
-
-    def children(self):
-        return iter([("w1", self.w1), ("w2", self.w2)])
+    def forward(self, scope, x):
+        i2h = F.sigmoid(self.w1(scope, x))  # (B, hidden)
+        return F.sigmoid(self.w2(scope, i2h))  # (B, output)
 
 
 def inputs() -> tuple[np.ndarray, np.ndarray]:
@@ -92,10 +84,10 @@ def run_jaxnet(key: jax.Array, steps: int) -> dict[str, Any]:
         "demo_numpy_diff": _common.max_abs_diff(
             first["demo_output"], np.dot(first["demo_weight"], np.ones(2, np.float32))
         ),
-        "initial_params": jaxnet.state_dict(first["params"]),
+        "initial_params": NET.state_dict(first["params"]),
         "output": first["output"],
         "loss": float(first["loss"]),
-        "grads": jaxnet.state_dict(first["grads"]),
+        "grads": NET.state_dict(first["grads"]),
     }
     optimizer = optim.SGD(LR)
     step = train.make_train_step(loss_fn, optimizer)
@@ -105,7 +97,7 @@ def run_jaxnet(key: jax.Array, steps: int) -> dict[str, Any]:
         state, metrics = step(state, (x, y))
         losses.append(float(metrics["loss"]))
     res["losses"] = losses
-    res["final_params"] = jaxnet.state_dict(state.params)
+    res["final_params"] = NET.state_dict(state.params)
     return res
 
 
