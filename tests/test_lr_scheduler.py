@@ -1154,3 +1154,195 @@ def test_torch_suite(name):
             assert np.all(expected[:, i, 1] == expected[0, i, 1]), f"group {i}"
         else:
             np.testing.assert_allclose(momenta, expected[:, i, 1], **TOL, err_msg=f"momentum {i}")
+
+
+def test_per_epoch_is_torch_stepped_once_an_epoch():
+    """``per_epoch(schedule, n)`` as an optimiser's lr (called with the update count)
+    equals torch's scheduler stepped after every n-th ``optimizer.step()``."""
+    steps_per_epoch, epochs = 4, 12
+    opt = torch_groups((0.1,))
+    scheduler = TS.ChainedScheduler([TS.StepLR(opt, 3, 0.5), TS.PolynomialLR(opt, 10, 2.0)])
+    expected = []
+    for _ in range(epochs):
+        for _ in range(steps_per_epoch):
+            expected.append(opt.param_groups[0]["lr"])
+            opt.step()
+        scheduler.step()
+    chain = sched.ChainedScheduler([sched.StepLR(0.1, 3, 0.5), sched.PolynomialLR(0.1, 10, 2.0)])
+    schedule = sched.per_epoch(chain, steps_per_epoch)
+    got = jaxnet_lrs(schedule, steps_per_epoch * epochs)
+    np.testing.assert_allclose(got, expected, **TOL)
+    assert schedule.lr == 0.1 and schedule.chainable and schedule.momentum is None
+
+
+def test_per_epoch_fractional_is_torchs_warm_restarts_per_batch():
+    """torch's documented per-batch use: ``scheduler.step(epoch + i / iters)``."""
+    iters, epochs = 7, 9
+    opt = torch_groups((0.1,))
+    scheduler = TS.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2, eta_min=0.001)
+    expected = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for epoch in range(epochs):
+            for i in range(iters):
+                scheduler.step(epoch + i / iters)
+                expected.append(opt.param_groups[0]["lr"])
+                opt.step()
+    schedule = sched.CosineAnnealingWarmRestarts(0.1, 2, 2, 0.001)
+    got = jaxnet_lrs(sched.per_epoch(schedule, iters, fractional=True), iters * epochs)
+    np.testing.assert_allclose(got, expected, **TOL)
+
+
+def test_per_epoch_converts_the_momentum_schedule_and_sequential_joins_them():
+    one_cycle = sched.OneCycleLR(0.1, 10, base_momentum=0.8)
+    by_epoch = sched.per_epoch(one_cycle, 3)
+    steps = jnp.arange(30)
+    np.testing.assert_allclose(
+        jax.vmap(by_epoch.momentum)(steps), jax.vmap(one_cycle.momentum)(steps // 3), **TOL
+    )
+    cyclic = sched.CyclicLR(0.01, 0.1, 2, base_momentum=0.7)
+    joined = sched.SequentialLR([one_cycle, cyclic], [10])
+    momenta = np.asarray(jax.vmap(joined.momentum)(jnp.arange(16)))
+    np.testing.assert_allclose(momenta[:10], jax.vmap(one_cycle.momentum)(jnp.arange(10)), **TOL)
+    np.testing.assert_allclose(momenta[10:], jax.vmap(cyclic.momentum)(jnp.arange(6)), **TOL)
+    assert sched.SequentialLR([one_cycle, sched.StepLR(0.1, 2)], [10]).momentum is None
+
+
+def test_multiplicative_lr_restarts_in_sequential_unlike_torch():
+    """Torch's SequentialLR resets a scheduler at its milestone through its closed form;
+    MultiplicativeLR has none, so torch's carries on from the lr it finds. jaxnet's
+    SequentialLR restarts every schedule from its own lr."""
+    case = Case(
+        lambda o: TS.SequentialLR(
+            o, [TS.ExponentialLR(o, 0.5), TS.MultiplicativeLR(o, lambda e: 0.9)], [3]
+        ),
+        same(
+            lambda lr: sched.SequentialLR(
+                [sched.ExponentialLR(lr, 0.5), sched.MultiplicativeLR(lr, lambda e: 0.9)], [3]
+            )
+        ),
+        6,
+        (0.1,),
+    )
+    expected = torch_run(case)[:, 0, 0]
+    got = jaxnet_run(case)[0][0]
+    np.testing.assert_allclose(got[:3], expected[:3], **TOL)
+    np.testing.assert_allclose(expected[3:], 0.1 * 0.5**2 * 0.9 ** np.arange(1, 4), **TOL)
+    np.testing.assert_allclose(got[3:], 0.1 * 0.9 ** np.arange(3), **TOL)
+
+
+def test_multiplicative_lr_compiles_once_for_any_step():
+    schedule = jax.jit(sched.MultiplicativeLR(0.1, lambda e: 1 / (1 + 0.01 * e)))
+    values = [float(schedule(jnp.int32(k))) for k in (0, 5, 50)]
+    assert schedule._cache_size() == 1
+    np.testing.assert_allclose(values[1], 0.1 / np.prod(1 + 0.01 * np.arange(1, 6)), **TOL)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        sched.LambdaLR(0.1, lambda s: 0.9**s),
+        sched.CyclicLR(0.1, 0.5, 3),
+        sched.OneCycleLR(0.1, 10),
+        sched.CosineAnnealingWarmRestarts(0.1, 5),
+        sched.SequentialLR([sched.StepLR(0.1, 2), sched.StepLR(0.1, 3)], [4]),
+    ],
+)
+def test_chained_scheduler_refuses_what_sets_the_lr_outright(schedule):
+    with pytest.raises(ValueError, match=rf"ChainedScheduler: {schedule.name} sets the lr"):
+        sched.ChainedScheduler([sched.StepLR(0.1, 2), schedule])
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: sched.ConstantLR(0.1, factor=1.5), ValueError, r"ConstantLR: factor=1\.5 must be"),
+        (lambda: sched.ConstantLR(0.1, factor=-0.5), ValueError, r"factor=-0\.5 must be in \(0"),
+        (lambda: sched.ConstantLR(0.1, total_iters=0), ValueError, r"total_iters=0 must be a pos"),
+        (lambda: sched.PolynomialLR(0.1, 0), ValueError, r"PolynomialLR: total_iters=0 must"),
+        (lambda: sched.PolynomialLR(0.1, 5, -1.0), ValueError, r"PolynomialLR: power=-1\.0 must"),
+        (lambda: sched.LinearLR(0.1, start_factor=1.1), ValueError, r"start_factor=1\.1 must"),
+        (lambda: sched.MultiplicativeLR(0.1, 0.95), TypeError, r"lr_lambda must be callable"),
+        (
+            lambda: sched.CosineAnnealingWarmRestarts(0.1, 0),
+            ValueError,
+            r"CosineAnnealingWarmRestarts: T_0=0 must be a positive int",
+        ),
+        (lambda: sched.CosineAnnealingWarmRestarts(0.1, 5, 0), ValueError, r"T_mult=0 must"),
+        (lambda: sched.CosineAnnealingWarmRestarts(0.1, 5, 1.5), TypeError, r"T_mult=1\.5 must"),
+        (
+            lambda: sched.CosineAnnealingWarmRestarts(0.1, 5, eta_min="0"),
+            TypeError,
+            r"eta_min must be a float, got str",
+        ),
+        (
+            lambda: sched.CyclicLR(0, 0, mode="CATS"),
+            ValueError,
+            r"CyclicLR: mode must be one of \['triangular', 'triangular2', 'exp_range'\]",
+        ),
+        (lambda: sched.CyclicLR(0.1, 1.0, 0), ValueError, r"CyclicLR: step_size_up=0 must"),
+        (lambda: sched.CyclicLR(-0.1, 1.0), ValueError, r"CyclicLR: base_lr=-0\.1 must be >= 0"),
+        (lambda: sched.CyclicLR(0.1, 1.0, scale_fn=0.5), TypeError, r"scale_fn must be callable"),
+        (
+            lambda: sched.CyclicLR(0.1, 1.0, scale_fn=jnp.exp, scale_mode="epochs"),
+            ValueError,
+            r"scale_mode must be 'cycle' or 'iterations', got 'epochs'",
+        ),
+        (lambda: sched.CyclicLR(0.1, 1.0, base_momentum=-0.8), ValueError, r"base_momentum=-0\.8"),
+        (lambda: sched.OneCycleLR(1e-3, 10, anneal_strategy="CATS"), ValueError, r"'CATS'"),
+        (lambda: sched.OneCycleLR(1e-3, 10, pct_start=1.1), ValueError, r"pct_start=1\.1 must"),
+        (
+            lambda: sched.OneCycleLR(1e-3),
+            ValueError,
+            r"OneCycleLR: give total_steps, or both epochs and steps_per_epoch",
+        ),
+        (lambda: sched.OneCycleLR(1e-3, epochs=0, steps_per_epoch=5), ValueError, r"epochs=0 must"),
+        (lambda: sched.OneCycleLR(0.1, 10, max_momentum=-1.0), ValueError, r"max_momentum=-1\.0"),
+        (lambda: sched.ChainedScheduler([]), TypeError, r"ChainedScheduler: schedules must be"),
+        (
+            lambda: sched.ChainedScheduler([lambda s: 0.1]),
+            TypeError,
+            r"ChainedScheduler: schedules must be a non-empty list of jaxnet schedules",
+        ),
+        (
+            lambda: sched.ChainedScheduler([sched.StepLR(0.1, 2), sched.StepLR(0.2, 2)]),
+            ValueError,
+            r"ChainedScheduler: every schedule must scale the same lr, got \[0\.1, 0\.2\]",
+        ),
+        (lambda: sched.SequentialLR([], []), TypeError, r"SequentialLR: schedules must be"),
+        (lambda: sched.per_epoch(0.1, 5), TypeError, r"per_epoch: schedule must be callable"),
+        (lambda: sched.per_epoch(sched.StepLR(0.1, 2), 0), ValueError, r"steps_per_epoch=0"),
+    ],
+)
+def test_new_invalid_arguments_raise(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_torch_raises_on_the_same_constructions():
+    """torch's construction error tests (test_linearlr_start_factor_limits*,
+    test_cycle_lr_invalid_mode, test_onecycle_lr_invalid_*, ..._cannot_calculate_total_steps,
+    test_multiplicative_lr_with_lr_lambda) and the checks of ConstantLR and
+    CosineAnnealingWarmRestarts: each raises in torch as jaxnet's twin does above."""
+    opt = torch_groups()
+    for make in (
+        lambda: TS.LinearLR(opt, start_factor=0.0, total_iters=4),
+        lambda: TS.LinearLR(opt, start_factor=1.1, total_iters=4),
+        lambda: TS.ConstantLR(opt, factor=1.5),
+        lambda: TS.CyclicLR(opt, base_lr=0, max_lr=0, mode="CATS"),
+        lambda: TS.OneCycleLR(opt, max_lr=1e-3, total_steps=10, anneal_strategy="CATS"),
+        lambda: TS.OneCycleLR(opt, max_lr=1e-3, total_steps=10, pct_start=1.1),
+        lambda: TS.OneCycleLR(opt, max_lr=1e-3),
+        lambda: TS.OneCycleLR(opt, max_lr=1e-3, epochs=0, steps_per_epoch=5),
+        lambda: TS.CosineAnnealingWarmRestarts(opt, T_0=0),
+        lambda: TS.CosineAnnealingWarmRestarts(opt, T_0=5, T_mult=0),
+        lambda: TS.CosineAnnealingWarmRestarts(opt, T_0=5, eta_min="0"),
+        lambda: TS.ChainedScheduler([]),
+        lambda: TS.SequentialLR(opt, [], []),
+    ):
+        with pytest.raises(ValueError):
+            make()
+    with pytest.raises(TypeError, match="lr_lambda should be a function"):
+        TS.MultiplicativeLR(opt, 0.95)
+    with pytest.raises(ValueError, match="optimizer must support momentum or beta1"):
+        TS.CyclicLR(torch.optim.Rprop([torch.zeros(1, requires_grad=True)]), 1, 5)
