@@ -31,7 +31,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_reference import closure_embedder
 
-import jaxnet
 import jaxnet.nn.functional as F
 from jaxnet import nn, optim
 
@@ -108,7 +107,7 @@ def twins(arch: Arch, dtype: str, seed: int):
     """The torch model and the jaxnet MLP holding its parameters."""
     model = arch.torch(dtype, seed)
     net = arch.jaxnet(dtype)
-    return model, net, jaxnet.load_state_dict(template(net), model.state_dict())
+    return model, net, net.load_state_dict(model.state_dict()).params
 
 
 @PROPERTY(max_examples=12)
@@ -132,7 +131,7 @@ def test_mlp_forward_and_gradients_match_torch(arch, batch, dtype, seed):
     assert y.shape == tuple(yt.shape)
     assert_close(y, yt.detach().numpy(), dtype, "output")
     assert_close(x_grad, xt.grad.numpy(), dtype, "input gradient")
-    grads = jaxnet.state_dict(param_grads)
+    grads = net.state_dict(param_grads)
     assert list(grads) == [name for name, _ in model.named_parameters()]
     for name, p in model.named_parameters():
         assert_close(grads[name], p.grad.numpy(), dtype, f"gradient of {name}")
@@ -221,7 +220,7 @@ def test_optimizer_steps_match_torch(arch, case, steps, batch, dtype, seed):
         torch_opt.zero_grad()
         TF.mse_loss(model(xt), target_t).backward()
         torch_opt.step()
-        ours = jaxnet.state_dict(params)
+        ours = net.state_dict(params)
         for name, value in model.state_dict().items():
             assert_close(ours[name], value.numpy(), dtype, f"{name} after step {step}", STEP_TOL)
 
@@ -249,34 +248,35 @@ def random_bits(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) ->
     return bits.view(dtype)
 
 
-def bits_of(tree) -> dict[str, bytes]:
-    return {name: np.asarray(value).tobytes() for name, value in jaxnet.state_dict(tree).items()}
+def bits_of(net: nn.Module, tree) -> dict[str, bytes]:
+    return {name: np.asarray(value).tobytes() for name, value in net.state_dict(tree).items()}
 
 
 @PROPERTY(max_examples=30)
 @given(arch=architectures, dtype=dtypes, seed=seeds)
 def test_state_dict_round_trips_are_bit_exact(arch, dtype, seed):
     rng = np.random.default_rng(seed)
-    like = template(arch.jaxnet(dtype))
-    params = jax.tree.map(lambda a: jnp.asarray(random_bits(rng, a.shape, dtype)), like)
+    net = arch.jaxnet(dtype)
+    params = jax.tree.map(lambda a: jnp.asarray(random_bits(rng, a.shape, dtype)), template(net))
 
     # jaxnet -> torch (strict) -> jaxnet
     model = arch.torch(dtype, seed)
-    exported = jaxnet.state_dict(params)
+    exported = net.state_dict(params)
     assert list(exported) == list(model.state_dict())  # torch's names, in torch's order
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in exported.items()}, strict=True)
-    back = jaxnet.load_state_dict(like, model.state_dict())
-    assert bits_of(back) == bits_of(params)
+    back = net.load_state_dict(model.state_dict())
+    assert back.buffers == {} and back.missing_keys == back.unexpected_keys == []
+    assert bits_of(net, back.params) == bits_of(net, params)
 
     # torch -> jaxnet -> torch (strict)
     source = arch.torch(dtype, seed)
     with torch.no_grad():
         for p in source.parameters():
             p.copy_(torch.from_numpy(random_bits(rng, tuple(p.shape), dtype)))
-    loaded = jaxnet.load_state_dict(like, source.state_dict())
+    loaded = net.load_state_dict(source.state_dict()).params
     target = arch.torch(dtype, seed + 1)
     target.load_state_dict(
-        {k: torch.from_numpy(v.copy()) for k, v in jaxnet.state_dict(loaded).items()}, strict=True
+        {k: torch.from_numpy(v.copy()) for k, v in net.state_dict(loaded).items()}, strict=True
     )
     for name, value in source.state_dict().items():
         assert target.state_dict()[name].numpy().tobytes() == value.numpy().tobytes(), name
