@@ -118,6 +118,9 @@ ACTIVATIONS = {
         lambda x: F.gelu(x, approximate="tanh"),
         lambda x: TF.gelu(x, approximate="tanh"),
     ),
+    "silu": (F.silu, TF.silu),
+    "elu": (F.elu, TF.elu),
+    "elu_0.5": (lambda x: F.elu(x, alpha=0.5), lambda x: TF.elu(x, alpha=0.5)),
 }
 
 
@@ -204,6 +207,13 @@ def test_leaky_relu_slope_at_zero_is_torchs_not_jaxs():
     assert jax_nn == 1.0  # JAX's choice differs
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 2.0])
+def test_elu_gradient_at_zero_is_alpha_as_torch(alpha):
+    xt = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    TF.elu(xt, alpha=alpha).sum().backward()
+    assert jax.grad(lambda x: F.elu(x, alpha))(0.0) == xt.grad.item() == alpha
+
+
 def test_softmax_of_a_scalar_is_one_as_torch():
     softmax, log_softmax = jax.jit(lambda x: (F.softmax(x, 0), F.log_softmax(x, -1)))(3.0)
     np.testing.assert_array_equal(softmax, TF.softmax(torch.tensor(3.0), 0))
@@ -229,6 +239,24 @@ def test_regression_loss_matches_torch(rng, name):
     x, target = rng.normal(size=(2, 6, 5))
     target[0, 0] = x[0, 0]  # a tie: l1's gradient there is 0 in torch
     assert_matches_torch(loss_cases(name, x, target))
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
+def test_regression_loss_weight_matches_torch(rng, name):
+    """torch 2.13's per-element ``weight``: ``'mean'`` is ``sum(w * loss) / sum(w)``."""
+    x, target = rng.normal(size=(2, 6, 5))
+    weight = rng.uniform(0.0, 2.0, size=(6, 5))
+    assert_matches_torch(loss_cases(name, x, target, weight=weight))
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
+def test_regression_loss_weight_must_have_the_input_shape_as_in_torch(name):
+    with pytest.raises(ValueError, match="Weights and input must have the same size"):
+        getattr(TF, name)(torch.zeros(4, 3), torch.zeros(4, 3), weight=torch.ones(3))
+    with pytest.raises(
+        ValueError, match=rf"{name}: weight must have the input's shape \(4, 3\), got \(3,\)"
+    ):
+        getattr(F, name)(np.zeros((4, 3)), np.zeros((4, 3)), weight=np.ones(3))
 
 
 def test_l1_gradient_at_a_tie_is_zero_unlike_jnp_abs():
@@ -388,6 +416,8 @@ def representative_losses():
     return {
         "mse": ("mse_loss", x, rng.normal(size=(6, 5)), {}),
         "l1": ("l1_loss", x, rng.normal(size=(6, 5)), {}),
+        "mse_weight": ("mse_loss", x, rng.normal(size=(6, 5)), {"weight": probs}),
+        "l1_weight": ("l1_loss", x, rng.normal(size=(6, 5)), {"weight": probs}),
         "ce": ("cross_entropy", x, labels, {"weight": weight, "label_smoothing": 0.1}),
         "ce_kdim": ("cross_entropy", *kdim, {}),
         "ce_probs": ("cross_entropy", x, probs / probs.sum(1, keepdims=True), {}),
@@ -467,6 +497,75 @@ def test_out_of_range_traced_labels_give_nan_not_a_clamped_class(name):
     assert np.isnan(jax.jit(fn)(x, labels))
     # A plain gather clamps the index silently: the NaN above is jaxnet's doing.
     assert not np.isnan(jax.jit(lambda x, y: x[jnp.arange(5), y])(x, labels)).any()
+
+
+# ------------------------------------------------------------ integer inputs
+
+INTEGER_INPUTS = {
+    "uint8": (np.array([200, 3, 255, 0], np.uint8), np.array([30, 250, 0, 255], np.uint8)),
+    "int32-extremes": (
+        np.array([2**31 - 1, -(2**31), 0, 5], np.int32),
+        np.array([-1, 1, 2**31 - 1, 5], np.int32),
+    ),
+}
+
+
+def integer_call(name, x, target):
+    """``name`` on integer input: class-index targets for the classification losses."""
+    if name in ("cross_entropy", "nll_loss"):
+        return getattr(F, name)(x.reshape(2, 2), np.array([0, 1]))
+    return getattr(F, name)(x, target)
+
+
+@pytest.mark.parametrize("case", INTEGER_INPUTS)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mse_loss",
+        "l1_loss",
+        "cross_entropy",
+        "nll_loss",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+    ],
+)
+def test_every_loss_refuses_integer_input_as_torch_does(name, case):
+    """One rule: a loss's input is floating point, so no loss computes in integers and
+    wraps around (uint8 differences modulo 256, int32 |2**31 - 1 - (-1)| as -2**31)."""
+    x, target = INTEGER_INPUTS[case]
+    with pytest.raises(TypeError, match=rf"{name}: expected a floating-point input, got dtype"):
+        integer_call(name, x, target)
+    torch_target = torch.tensor([0, 1]) if name in ("cross_entropy", "nll_loss") else None
+    torch_x = torch.tensor(x).reshape(2, 2) if torch_target is not None else torch.tensor(x)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        getattr(TF, name)(torch_x, torch.tensor(target) if torch_target is None else torch_target)
+
+
+@pytest.mark.parametrize("case", INTEGER_INPUTS)
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
+def test_integer_targets_are_computed_in_the_input_float_dtype(name, case):
+    x, target = INTEGER_INPUTS[case]
+    x = x.astype(np.float64)
+    expected = getattr(TF, name)(torch.tensor(x), torch.tensor(target), reduction="none")
+    ours = getattr(F, name)(x, target, reduction="none")
+    assert ours.dtype == np.float64
+    np.testing.assert_array_equal(ours, expected.numpy())
+    if case == "int32-extremes" and name == "l1_loss":
+        assert ours[0] == 2.0**31  # not -2147483648
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits"])
+def test_integer_and_bool_labels_equal_float_labels(name):
+    x = np.array([0.2, 0.7, 0.9, 0.4])
+    labels = np.array([0, 1, 1, 0])
+    expected = getattr(F, name)(x, labels.astype(np.float64))
+    for target in (labels.astype(np.uint8), labels.astype(np.int32), labels.astype(bool)):
+        np.testing.assert_array_equal(getattr(F, name)(x, target), expected)
+        grad = jax.grad(getattr(F, name))(x, target)  # integer targets take no gradient
+        np.testing.assert_array_equal(grad, jax.grad(getattr(F, name))(x, labels * 1.0))
+    np.testing.assert_allclose(
+        expected, getattr(TF, name)(torch.tensor(x), torch.tensor(labels * 1.0)), **F64
+    )
 
 
 # --------------------------------------------------------------------- bad input

@@ -107,6 +107,18 @@ def test_weight_is_positional_as_in_torch(name):
     assert torch.equal(getattr(torch.nn, name)(torch.tensor(weight)).weight, torch.tensor(weight))
 
 
+@pytest.mark.parametrize("name", ["MSELoss", "L1Loss"])
+def test_functional_only_weight_is_not_a_layer_option_as_in_torch(name):
+    """F.mse_loss / F.l1_loss take a per-element weight; torch's modules do not."""
+    assert (
+        "weight"
+        in inspect.signature(getattr(torch.nn.functional, LAYERS[name][1].__name__)).parameters
+    )
+    assert "weight" not in inspect.signature(getattr(torch.nn, name)).parameters
+    with pytest.raises(TypeError, match=rf"{name}\(\*, reduction.*unexpected keyword .*'weight'"):
+        LAYERS[name][0](weight=np.ones(3))
+
+
 def test_other_arguments_are_keyword_only():
     # torch's second positional argument is the deprecated size_average: MSELoss('sum')
     # silently means reduction='mean' there, so jaxnet refuses positional hyperparameters.
