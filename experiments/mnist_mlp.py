@@ -5,7 +5,10 @@ MSE, SGD lr 0.01 momentum 0.9, batch 512, 3 epochs); ``--recipe best`` is the be
 architecture does here (cross-entropy with label smoothing 0.1, AdamW 1e-3 with weight
 decay 0.05 and a per-step cosine schedule, batch 128, 15 epochs). ``--compare-torch``
 trains the PyTorch twin from the same initial weights on the same batch order and
-prints both.
+prints both. The two train in alternation, epoch by epoch, so each pair of epochs sees
+the same machine load; the speed-up is the median of the per-epoch ratios, and it is
+called unreliable, not printed bare, when the machine was busy (load average well above
+the cores this process may use) or the per-epoch ratios spread widely.
 
     python -m experiments.mnist_mlp --recipe seed --compare-torch
 
@@ -16,7 +19,9 @@ they are N simulated devices, so the numbers equal the single-device run's.
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxnet
 from experiments import _common
 from jaxnet import checkpoint, datasets, nn, optim, parallel, train
 from jaxnet.nn import functional as F
@@ -89,89 +93,145 @@ def accuracy_fn(model: nn.Sequential):
     return metric_fn
 
 
-def epoch_orders(key: jax.Array, n: int, recipe: Recipe) -> list[np.ndarray]:
-    """The (steps, B) index batches of every epoch: the order ``train.fit`` uses."""
-    return [
-        np.stack(
-            datasets.batch_order(jax.random.fold_in(key, e), n, recipe.batch_size, drop_last=True)
+class JaxnetRun:
+    """The jaxnet half: ``train(epochs)`` runs :func:`jaxnet.train.fit` for that many more
+    epochs on the state it holds (``fit`` resumes from ``state.epoch``, so one call per
+    epoch trains exactly as one call for all); the figures gather over the calls."""
+
+    def __init__(self, recipe, params, key, train_xy, test_xy, progress=True, mesh=None):
+        self.model = make_model()
+        self.recipe = recipe
+        steps = recipe.epochs * (len(train_xy[0]) // recipe.batch_size)
+        self.optimizer = jaxnet_optimizer(recipe, steps)
+        self.state = train.TrainState.create(params, self.optimizer, key)
+        self.train_xy = jax.device_put(train_xy)
+        self.test_xy = jax.device_put(test_xy)
+        self.progress, self.mesh = progress, mesh
+        self.step_loss: list[float] = []
+        self.epoch_loss: list[float] = []
+        self.accuracy: list[float] = []
+        self.compile_seconds = 0.0
+        self.call_seconds: list[float] = []  # the training time of each call to fit
+
+    def train(self, epochs: int) -> None:
+        self.state, history = train.fit(
+            self.state,
+            jaxnet_loss(self.model, self.recipe),
+            self.optimizer,
+            self.train_xy,
+            epochs=epochs,
+            batch_size=self.recipe.batch_size,
+            metric_fn=accuracy_fn(self.model),
+            eval_data=self.test_xy,
+            progress=self.progress,
+            mesh=self.mesh,
         )
-        for e in range(recipe.epochs)
-    ]
+        self.step_loss += history["step_loss"]
+        self.epoch_loss += history["epoch_loss"]
+        self.accuracy += [e["accuracy"] for e in history["eval"]]
+        self.compile_seconds += history["compile_seconds"]
+        self.call_seconds.append(history["train_seconds"])
 
 
-def run_jaxnet(recipe, params, key, train_xy, test_xy, progress=True, mesh=None) -> dict[str, Any]:
-    model = make_model()
-    steps = recipe.epochs * (len(train_xy[0]) // recipe.batch_size)
-    optimizer = jaxnet_optimizer(recipe, steps)
-    state = train.TrainState.create(params, optimizer, key)
-    train_xy = jax.device_put(train_xy)
-    test_xy = jax.device_put(test_xy)
-    state, history = train.fit(
-        state,
-        jaxnet_loss(model, recipe),
-        optimizer,
-        train_xy,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        metric_fn=accuracy_fn(model),
-        eval_data=test_xy,
-        progress=progress,
-        mesh=mesh,
-    )
-    return {
-        "params": state.params,
-        "step_loss": np.asarray(history["step_loss"]),
-        "epoch_loss": history["epoch_loss"],
-        "accuracy": [e["accuracy"] for e in history["eval"]],
-        "compile_seconds": history["compile_seconds"],
-        "train_seconds": history["train_seconds"],
-    }
+class TorchRun:
+    """The PyTorch twin: ``train(order)`` runs one epoch on the ``(steps, B)`` index
+    batches ``order`` (``jaxnet.train.epoch_batch_order``, so the batches ``fit`` trains
+    on), then evaluates."""
 
+    def __init__(self, recipe, initial, train_xy, test_xy, total_steps, progress=True):
+        import torch
 
-def run_torch(recipe, params, orders, train_xy, test_xy, progress=True) -> dict[str, Any]:
-    import torch
-    from tqdm.auto import tqdm
+        self.recipe, self.progress = recipe, progress
+        self.model = torch_model()
+        self.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
+        self.x, y = (torch.from_numpy(np.array(a)) for a in train_xy)
+        self.y = y.long()
+        self.test_x, self.test_y = (torch.from_numpy(np.array(a)) for a in test_xy)
+        params = self.model.parameters()
+        if recipe.optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum)
+        else:
+            self.opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+        self.scheduler = cosine(self.opt, total_steps) if recipe.cosine else None
+        self.losses: list[Any] = []
+        self.accuracy: list[float] = []
+        self.epoch_seconds: list[float] = []
 
-    model = torch_model()
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in params.items()})
-    x, y = (torch.from_numpy(np.array(a)) for a in train_xy)
-    y = y.long()
-    test_x, test_y = (torch.from_numpy(np.array(a)) for a in test_xy)
-    if recipe.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    total = sum(len(o) for o in orders)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if recipe.cosine else None
-    losses, accuracy, train_seconds = [], [], 0.0
-    for epoch, order in enumerate(orders):
+    def train(self, order: np.ndarray) -> None:
+        import torch
+        from tqdm.auto import tqdm
+
+        tf = torch.nn.functional
+        epoch = len(self.epoch_seconds)
         tic = time.perf_counter()
-        bar = tqdm(order, desc=f"torch epoch {epoch + 1}/{recipe.epochs}", disable=not progress)
+        bar = tqdm(order, desc=f"torch epoch {epoch + 1}/{self.recipe.epochs}",
+                   disable=not self.progress)  # fmt: skip
         for idx in bar:
             idx = torch.from_numpy(idx)
-            logits = model(x[idx])
-            if recipe.loss == "mse":
-                target = torch.nn.functional.one_hot(y[idx], 10).float()
-                loss = torch.nn.functional.mse_loss(logits, target)
+            logits = self.model(self.x[idx])
+            if self.recipe.loss == "mse":
+                loss = tf.mse_loss(logits, tf.one_hot(self.y[idx], 10).float())
             else:
-                loss = torch.nn.functional.cross_entropy(
-                    logits, y[idx], label_smoothing=recipe.label_smoothing
+                loss = tf.cross_entropy(
+                    logits, self.y[idx], label_smoothing=self.recipe.label_smoothing
                 )
-            opt.zero_grad()
+            self.opt.zero_grad()
             loss.backward()
-            opt.step()
-            if scheduler is not None:
-                scheduler.step()
-            losses.append(loss.detach())
-        train_seconds += time.perf_counter() - tic
-        with torch.no_grad():
-            accuracy.append((model(test_x).argmax(-1) == test_y).float().mean().item())
+            self.opt.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.losses.append(loss.detach())
+        self.epoch_seconds.append(time.perf_counter() - tic)
         bar.close()
-    return {
-        "step_loss": torch.stack(losses).numpy(),
-        "accuracy": accuracy,
-        "train_seconds": train_seconds,
-    }
+        with torch.no_grad():
+            correct = self.model(self.test_x).argmax(-1) == self.test_y
+            self.accuracy.append(correct.float().mean().item())
+
+    @property
+    def step_loss(self) -> np.ndarray:
+        import torch
+
+        return torch.stack(self.losses).numpy()
+
+
+# A speed-up is called unreliable when the 1-minute load average (at the start or the end
+# of the timing) exceeds this many times the cores this process may use, or when the
+# per-epoch speed-ups spread by more than this fraction of their median.
+BUSY_LOAD_FACTOR = 1.5
+SPREAD_LIMIT = 0.3
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (``os.getloadavg()[0]``)."""
+    return os.getloadavg()[0]
+
+
+def cores_in_use() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def speedup_figure(
+    jaxnet_seconds: list[float], torch_seconds: list[float], loads: list[float], cores: int
+) -> tuple[float, str | None]:
+    """The speed-up, PyTorch's time over jaxnet's, as the median over epochs of the ratio
+    of the two epochs timed back to back (the machine's drift between epochs cancels), and
+    why it cannot be trusted: ``None`` when the load average stayed under
+    ``BUSY_LOAD_FACTOR * cores`` and the per-epoch ratios agree within ``SPREAD_LIMIT``."""
+    ratios = [t / j for t, j in zip(torch_seconds, jaxnet_seconds, strict=True)]
+    speedup = statistics.median(ratios)
+    reasons = []
+    if max(loads) > BUSY_LOAD_FACTOR * cores:
+        reasons.append(
+            f"the machine was busy (load average {max(loads):.1f} on the {cores} cores "
+            "this process may use)"
+        )
+    if len(ratios) > 1 and (max(ratios) - min(ratios)) > SPREAD_LIMIT * speedup:
+        reasons.append(
+            f"the per-epoch speed-ups spread from {min(ratios):.2f}x to {max(ratios):.2f}x"
+        )
+    return speedup, "; ".join(reasons) or None
 
 
 def prepare(data: datasets.MNIST, subset: int | None):
@@ -189,16 +249,16 @@ def prepare(data: datasets.MNIST, subset: int | None):
     return train_xy, test_xy
 
 
-def plot(path: Path, recipe_name: str, ours: dict, theirs: dict | None) -> None:
+def plot(path: Path, recipe_name: str, ours: JaxnetRun, theirs: TorchRun | None) -> None:
     _common.plot_backend()
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(ours["step_loss"], label="jaxnet", lw=1)
-    ax_acc.plot(range(1, len(ours["accuracy"]) + 1), ours["accuracy"], "o-", label="jaxnet")
+    ax_loss.plot(ours.step_loss, label="jaxnet", lw=1)
+    ax_acc.plot(range(1, len(ours.accuracy) + 1), ours.accuracy, "o-", label="jaxnet")
     if theirs is not None:
-        ax_loss.plot(theirs["step_loss"], label="PyTorch", lw=1, ls="--")
-        ax_acc.plot(range(1, len(theirs["accuracy"]) + 1), theirs["accuracy"], "s--",
+        ax_loss.plot(theirs.step_loss, label="PyTorch", lw=1, ls="--")
+        ax_acc.plot(range(1, len(theirs.accuracy) + 1), theirs.accuracy, "s--",
                     label="PyTorch")  # fmt: skip
     ax_loss.set(xlabel="step", ylabel="training loss", title=f"MNIST MLP, recipe {recipe_name}")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy")
@@ -230,51 +290,72 @@ def run(
     init_key, data_key = jax.random.split(key)
     model = make_model()
     params = model.init(init_key)
-    initial = jaxnet.state_dict(params)
+    initial = model.state_dict(params)
 
-    ours = run_jaxnet(recipe, params, data_key, train_xy, test_xy, progress, mesh)
-    report = {
-        "recipe": recipe_name,
-        "accuracy": ours["accuracy"][-1],
-        "epoch_accuracy": ours["accuracy"],
-        "epoch_loss": ours["epoch_loss"],
-        "compile_seconds": ours["compile_seconds"],
-        "train_seconds": ours["train_seconds"],
-    }
-    print(f"\njaxnet, recipe {recipe_name!r}: {recipe}")
-    for e, (loss, acc) in enumerate(zip(ours["epoch_loss"], ours["accuracy"], strict=True)):
-        print(f"  epoch {e + 1:2d}  loss {loss:.5f}  test accuracy {acc:.2%}")
-    print(f"  final test accuracy {ours['accuracy'][-1]:.2%}")
-    print(f"  compile {ours['compile_seconds']:.2f} s, training {ours['train_seconds']:.2f} s")
-
+    ours = JaxnetRun(recipe, params, data_key, train_xy, test_xy, progress, mesh)
     theirs = None
     if compare_torch:
-        orders = epoch_orders(data_key, len(train_xy[0]), recipe)
-        theirs = run_torch(recipe, initial, orders, train_xy, test_xy, progress)
-        n = min(len(ours["step_loss"]), len(theirs["step_loss"]))
-        rel = np.abs(ours["step_loss"][:n] - theirs["step_loss"][:n]) / np.abs(
-            theirs["step_loss"][:n]
+        # The two alternate epoch by epoch, so each epoch pair sees the same machine load.
+        n, steps = len(train_xy[0]), len(train_xy[0]) // recipe.batch_size
+        theirs = TorchRun(recipe, initial, train_xy, test_xy, recipe.epochs * steps, progress)
+        loads = [load_average()]
+        for epoch in range(recipe.epochs):
+            ours.train(1)
+            theirs.train(train.epoch_batch_order(data_key, epoch, n, recipe.batch_size))
+        loads.append(load_average())
+    else:
+        ours.train(recipe.epochs)
+    train_seconds = sum(ours.call_seconds)
+    report = {
+        "recipe": recipe_name,
+        "accuracy": ours.accuracy[-1],
+        "epoch_accuracy": ours.accuracy,
+        "epoch_loss": ours.epoch_loss,
+        "compile_seconds": ours.compile_seconds,
+        "train_seconds": train_seconds,
+    }
+    print(f"\njaxnet, recipe {recipe_name!r}: {recipe}")
+    for e, (loss, acc) in enumerate(zip(ours.epoch_loss, ours.accuracy, strict=True)):
+        print(f"  epoch {e + 1:2d}  loss {loss:.5f}  test accuracy {acc:.2%}")
+    print(f"  final test accuracy {ours.accuracy[-1]:.2%}")
+    print(f"  compile {ours.compile_seconds:.2f} s, training {train_seconds:.2f} s")
+
+    if theirs is not None:
+        ours_loss, theirs_loss = np.asarray(ours.step_loss), theirs.step_loss
+        n = min(len(ours_loss), len(theirs_loss))
+        rel = np.abs(ours_loss[:n] - theirs_loss[:n]) / np.abs(theirs_loss[:n])
+        speedup, unreliable = speedup_figure(
+            ours.call_seconds, theirs.epoch_seconds, loads, cores_in_use()
         )
         report.update(
-            torch_accuracy=theirs["accuracy"][-1],
-            torch_train_seconds=theirs["train_seconds"],
+            torch_accuracy=theirs.accuracy[-1],
+            torch_epoch_accuracy=theirs.accuracy,
+            torch_train_seconds=sum(theirs.epoch_seconds),
+            epoch_seconds=ours.call_seconds,
+            torch_epoch_seconds=theirs.epoch_seconds,
+            load_average=loads,
             max_rel_loss_diff=float(rel.max()),
-            speedup=theirs["train_seconds"] / ours["train_seconds"],
+            speedup=speedup,
+            speedup_unreliable=unreliable,
         )
         print(f"\n{'':24s}{'jaxnet':>12s}{'PyTorch':>12s}")
         for e in range(recipe.epochs):
-            print(f"  epoch {e + 1:2d} accuracy{'':7s}{ours['accuracy'][e]:>12.2%}"
-                  f"{theirs['accuracy'][e]:>12.2%}")  # fmt: skip
-        print(f"  training seconds{'':6s}{ours['train_seconds']:>12.2f}"
-              f"{theirs['train_seconds']:>12.2f}")  # fmt: skip
-        print(f"  speed-up (PyTorch time / jaxnet time): {report['speedup']:.2f}x")
+            print(f"  epoch {e + 1:2d} accuracy{'':7s}{ours.accuracy[e]:>12.2%}"
+                  f"{theirs.accuracy[e]:>12.2%}")  # fmt: skip
+        print(f"  training seconds{'':6s}{train_seconds:>12.2f}"
+              f"{report['torch_train_seconds']:>12.2f}")  # fmt: skip
+        what = "speed-up (PyTorch time / jaxnet time, median over epochs timed in alternation)"
+        if unreliable:
+            print(f"  {what}: unreliable, {unreliable}; measured {speedup:.2f}x, do not quote it")
+        else:
+            print(f"  {what}: {speedup:.2f}x")
         print(f"  accuracy difference: {abs(report['accuracy'] - report['torch_accuracy']):.2%}")
         print(f"  largest relative difference of the per-step losses: {rel.max():.2e}")
 
     weights = out / f"mnist_mlp_{recipe_name}.safetensors"
-    checkpoint.save_weights(weights, ours["params"], model)
+    checkpoint.save_weights(weights, model, ours.state.params)
     report["checkpoint"] = str(weights)
-    report["checkpoint_max_diff"] = check_checkpoint_in_torch(weights, ours["params"], test_xy)
+    report["checkpoint_max_diff"] = check_checkpoint_in_torch(weights, ours.state.params, test_xy)
     print(f"\ncheckpoint {weights} loads into the PyTorch twin "
           f"(largest logit difference {report['checkpoint_max_diff']:.1e})")  # fmt: skip
     plot(out / f"mnist_mlp_{recipe_name}.png", recipe_name, ours, theirs)

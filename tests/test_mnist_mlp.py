@@ -26,6 +26,8 @@ def synthetic_mnist(n_train=1024, n_test=256, seed=0):
 def test_main_job_learns_matches_torch_and_checkpoints(recipe, tmp_path):
     report = mnist_mlp.run(synthetic_mnist(), recipe, compare_torch=True, out=tmp_path,
                            epochs=3, progress=False)  # fmt: skip
+    assert len(report["epoch_seconds"]) == len(report["torch_epoch_seconds"]) == 3
+    assert report["epoch_accuracy"] == pytest.approx(report["torch_epoch_accuracy"], abs=1 / 256)
     assert report["epoch_loss"][-1] < report["epoch_loss"][0]
     assert report["accuracy"] > 0.25  # chance is 0.1; the seed recipe gets 6 steps here
     assert abs(report["accuracy"] - report["torch_accuracy"]) <= 1 / 256  # one test example
@@ -33,6 +35,37 @@ def test_main_job_learns_matches_torch_and_checkpoints(recipe, tmp_path):
     assert report["checkpoint_max_diff"] < 1e-5
     assert (tmp_path / f"mnist_mlp_{recipe}.png").stat().st_size > 10_000
     assert (tmp_path / f"mnist_mlp_{recipe}.safetensors").exists()
+
+
+def test_speedup_is_the_median_of_epoch_ratios_and_trusted_on_a_quiet_machine():
+    # torch / jaxnet per epoch: 2.0, 2.1, 2.0 -> median 2.0
+    speedup, unreliable = mnist_mlp.speedup_figure([1.0, 1.0, 1.1], [2.0, 2.1, 2.2], [0.4, 1.9], 2)
+    assert speedup == pytest.approx(2.0)
+    assert unreliable is None
+
+
+@pytest.mark.parametrize(
+    ("loads", "seconds", "reason"),
+    [
+        ([3.2, 1.0], [2.0, 2.0], "the machine was busy (load average 3.2 on the 2 cores"),
+        ([0.1, 0.1], [2.0, 5.0], "the per-epoch speed-ups spread from 2.00x to 5.00x"),
+    ],
+)
+def test_speedup_on_a_busy_or_unsteady_machine_is_called_unreliable(loads, seconds, reason):
+    _, unreliable = mnist_mlp.speedup_figure([1.0, 1.0], seconds, loads, 2)
+    assert reason in unreliable
+
+
+def test_a_busy_machine_gets_no_bare_speed_up(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(mnist_mlp, "load_average", lambda: 64.0)
+    report = mnist_mlp.run(synthetic_mnist(), "seed", compare_torch=True, out=tmp_path,
+                           epochs=2, progress=False)  # fmt: skip
+    printed = capsys.readouterr().out
+    assert report["load_average"] == [64.0, 64.0]
+    assert "the machine was busy (load average 64.0" in report["speedup_unreliable"]
+    line = next(line for line in printed.splitlines() if "speed-up" in line)
+    assert "unreliable, the machine was busy (load average 64.0" in line
+    assert "do not quote it" in line
 
 
 def test_cli_reads_idx_directory(tmp_path, capsys):
