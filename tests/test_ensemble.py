@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxnet
 from jaxnet import ensemble, nn, optim, train
 
 NET = nn.MLP(6, [16], 3, dtype=jnp.float64)
@@ -59,7 +58,7 @@ def test_members_equal_torch_runs(rng):
         ).double()
         member_start = jax.tree.map(lambda a, i=i: a[i], start)
         model.load_state_dict(
-            {k: torch.from_numpy(v.copy()) for k, v in jaxnet.state_dict(member_start).items()}
+            {k: torch.from_numpy(v.copy()) for k, v in NET.state_dict(member_start).items()}
         )
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
         losses = []
@@ -70,9 +69,78 @@ def test_members_equal_torch_runs(rng):
             opt.step()
             losses.append(loss.item())
         np.testing.assert_allclose(metrics["loss"][i], losses, rtol=1e-12)
-        member = jaxnet.state_dict(jax.tree.map(lambda a, i=i: a[i], states.params))
+        member = NET.state_dict(jax.tree.map(lambda a, i=i: a[i], states.params))
         for name, value in model.state_dict().items():
             np.testing.assert_allclose(member[name], value.numpy(), rtol=1e-11, atol=1e-14)
+
+
+BN_NET = nn.Sequential(
+    nn.Linear(6, 16, dtype=jnp.float64),
+    nn.BatchNorm1d(16, dtype=jnp.float64),
+    nn.ReLU(),
+    nn.Linear(16, 3, dtype=jnp.float64),
+)
+
+
+def bn_loss_fn(params, buffers, batch, key):
+    y, buffers = BN_NET.apply(params, batch[0], buffers=buffers, key=key, training=True)
+    return jnp.mean((y - batch[1]) ** 2), buffers
+
+
+def test_batchnorm_members_equal_separate_runs_and_torch(rng):
+    """Members carry their own running statistics: each equals a separate run and torch's
+    ``BatchNorm1d`` in training mode from the same weights and batches (float64)."""
+    import torch
+
+    data = (rng.standard_normal((32, 6)), rng.standard_normal((32, 3)))
+    index_batches = rng.permutation(32).reshape(4, 8)
+    keys = jax.random.split(jax.random.key(2), 3)
+    lrs = jnp.array([0.01, 0.05, 0.2])
+    states = ensemble.create(BN_NET, keys, make_opt, lrs)
+    initial = BN_NET.init_buffers()
+    for name, value in BN_NET.named_buffers(initial):
+        stacked = dict(BN_NET.named_buffers(states.buffers))[name]
+        np.testing.assert_array_equal(stacked, np.stack([value] * 3))
+    start = jax.tree.map(np.asarray, states.params)
+    loop = ensemble.make_ensemble_loop(bn_loss_fn, make_opt, has_state=True)
+    states, metrics = loop(states, jax.tree.map(jnp.asarray, data), jnp.asarray(index_batches), lrs)
+    x, y = (torch.from_numpy(a) for a in data)
+    for i, lr in enumerate(lrs.tolist()):
+        member = jax.tree.map(lambda a, i=i: a[i], (states.params, states.buffers))
+        opt = optim.SGD(lr, momentum=0.9)
+        alone = train.TrainState.create(BN_NET.init(keys[i]), opt, keys[i], initial)
+        alone, m = train.make_train_loop(bn_loss_fn, opt, has_state=True)(
+            alone, jax.tree.map(jnp.asarray, data), jnp.asarray(index_batches)
+        )
+        np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-12)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14),
+            member,
+            (alone.params, alone.buffers),
+        )
+
+        model = torch.nn.Sequential(
+            torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+            torch.nn.Linear(16, 3),
+        ).double()  # fmt: skip
+        member_start = BN_NET.state_dict(jax.tree.map(lambda a, i=i: a[i], start), initial)
+        model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in member_start.items()})
+        torch_opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        losses = []
+        for idx in index_batches:
+            loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+            torch_opt.zero_grad()
+            loss.backward()
+            torch_opt.step()
+            losses.append(loss.item())
+        np.testing.assert_allclose(metrics["loss"][i], losses, rtol=1e-12)
+        ours = BN_NET.state_dict(*member)
+        assert list(ours) == list(model.state_dict())
+        for name, value in model.state_dict().items():
+            np.testing.assert_allclose(ours[name], value.numpy(), rtol=1e-11, atol=1e-14)
+        assert int(ours["1.num_batches_tracked"]) == 4
+    running = np.asarray(states.buffers["1"]["running_mean"])
+    assert not np.allclose(running[0], running[2])  # the members' statistics differ
 
 
 def test_sweep_experiment_members_equal_their_twins(tmp_path):
