@@ -62,3 +62,38 @@ def test_clip_rejects_negative_limits():
         clip_grad_norm({"w": np.ones(2)}, -1)
     with pytest.raises(ValueError, match="clip_value=-1"):
         clip_grad_value({"w": np.ones(2)}, -1)
+
+
+@pytest.mark.parametrize("limit", [math.nan, np.float64("nan")])
+def test_clip_rejects_a_nan_limit(limit):
+    """A NaN limit would turn every gradient into NaN; torch returns NaN gradients too."""
+    grads = {"w": np.ones(2)}
+    with pytest.raises(ValueError, match=r"clip_grad_norm: max_norm=.*nan\)? must be >= 0"):
+        clip_grad_norm(grads, limit)
+    with pytest.raises(ValueError, match=r"clip_grad_value: clip_value=.*nan\)? must be >= 0"):
+        clip_grad_value(grads, limit)
+    with pytest.raises(ValueError, match="clip_grad_norm: norm_type must be a number, not NaN"):
+        clip_grad_norm(grads, 1.0, norm_type=limit)
+    t = torch.nn.Parameter(torch.zeros(2))
+    t.grad = torch.ones(2)
+    torch.nn.utils.clip_grad_norm_([t], limit)
+    assert torch.isnan(t.grad).all()
+
+
+@pytest.mark.parametrize("limit", ["1.0", None, True, [1.0]])
+def test_clip_rejects_a_limit_that_is_not_a_number(limit):
+    grads = {"w": np.ones(2)}
+    with pytest.raises(TypeError, match="clip_grad_norm: max_norm must be a float, got"):
+        clip_grad_norm(grads, limit)
+    with pytest.raises(TypeError, match="clip_grad_value: clip_value must be a float, got"):
+        clip_grad_value(grads, limit)
+
+
+def test_clip_takes_0d_arrays_and_infinite_limits_as_torch():
+    grads, tensors = grads_pair(np.random.default_rng(1), 10.0)
+    clipped, _ = clip_grad_norm(grads, np.float32(1.0))
+    np.testing.assert_allclose(clip_grad_norm(grads, 1.0)[0]["2"]["weight"], clipped["2"]["weight"])
+    unclipped, _ = clip_grad_norm(grads, math.inf)
+    torch.nn.utils.clip_grad_norm_(tensors, math.inf)
+    for ours, t in zip(jax.tree.leaves(unclipped), tensors, strict=True):
+        np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-12)

@@ -12,6 +12,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnet._checks import check_non_negative
+
 
 def _total_norm(leaves: list[jax.Array], norm_type: float) -> jax.Array:
     if norm_type == math.inf:
@@ -32,11 +34,14 @@ def clip_grad_norm(
     2-norm). ``norm_type`` may be ``math.inf``. With ``error_if_nonfinite=True`` a NaN or
     inf norm raises ``ValueError`` when the norm is concrete (torch raises
     ``RuntimeError``); under ``jax.jit`` the non-finite norm is returned and the clipped
-    gradients are NaN, so the train loop's NaN guard sees it.
+    gradients are NaN, so the train loop's NaN guard sees it. ``max_norm`` must be a
+    number >= 0: a NaN one raises ``ValueError`` (it would make every gradient NaN), a
+    non-number ``TypeError``.
     """
-    if max_norm < 0:
-        raise ValueError(f"clip_grad_norm: {max_norm=} must be >= 0")
+    check_non_negative("clip_grad_norm", max_norm=max_norm)
     norm_type = float(norm_type)
+    if math.isnan(norm_type):
+        raise ValueError("clip_grad_norm: norm_type must be a number, not NaN")
     leaves = jax.tree.leaves(grads)
     if not leaves:
         return grads, jnp.zeros((), jnp.float32)
@@ -52,7 +57,10 @@ def clip_grad_norm(
 
 
 def clip_grad_value(grads: Any, clip_value: float) -> Any:
-    """Clamp every gradient entry to ``[-clip_value, clip_value]`` (``clip_grad_value_``)."""
-    if clip_value < 0:
-        raise ValueError(f"clip_grad_value: {clip_value=} must be >= 0")
+    """Clamp every gradient entry to ``[-clip_value, clip_value]`` (``clip_grad_value_``).
+
+    ``clip_value`` must be a number >= 0 (NaN raises ``ValueError``, a non-number
+    ``TypeError``).
+    """
+    check_non_negative("clip_grad_value", clip_value=clip_value)
     return jax.tree.map(lambda g: jnp.clip(g, -clip_value, clip_value), grads)
