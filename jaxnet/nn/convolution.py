@@ -258,7 +258,7 @@ def _add_bias(fn: str, y: jax.Array, bias: jax.Array | None) -> jax.Array:
     bias = jnp.asarray(bias)
     if bias.shape != (y.shape[1],):
         raise ValueError(f"{fn} expected bias of shape ({y.shape[1]},), got {bias.shape}")
-    return y + bias.reshape(-1, *(1,) * (y.ndim - 2))
+    return y + bias.reshape(1, -1, *(1,) * (y.ndim - 2))
 
 
 def conv_transpose2d(
@@ -373,17 +373,32 @@ def max_pool2d(
     fn = "max_pool2d"
     x, added = _batched(fn, input, 2)
     kernel, stride, padding, dilation = _pool_args(fn, kernel_size, stride, padding, dilation)
-    pads, _ = _pool_pads(fn, x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
-    y = lax.reduce_window(
-        x,
-        jnp.array(-jnp.inf, x.dtype),
-        lax.max,
-        (1, 1, *kernel),
-        (1, 1, *stride),
-        [(0, 0), (0, 0), *pads],
-        window_dilation=(1, 1, *dilation),
+    pads, sizes = _pool_pads(fn, x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    x = lax.pad(
+        x, jnp.array(-jnp.inf, x.dtype), [(0, 0, 0), (0, 0, 0), *((lo, hi, 0) for lo, hi in pads)]
     )
-    return _unbatched(y, added)
+    return _unbatched(_window_max(x, kernel, stride, dilation, sizes), added)
+
+
+def _window_max(x: jax.Array, kernel, stride, dilation, sizes) -> jax.Array:
+    """The maximum over each window of the (padded) ``x``, folded over the window's
+    strided slices in row-major order: an element replaces the running maximum only if it
+    is larger or NaN, so the value and the gradient's route are torch's (first maximum)."""
+    best = None
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            start = (0, 0, i * dilation[0], j * dilation[1])
+            limit = (
+                *x.shape[:2],
+                *(o + (s * (n - 1) + 1) for o, s, n in zip(start[2:], stride, sizes, strict=True)),
+            )
+            window = lax.slice(x, start, limit, (1, 1, *stride))
+            best = (
+                window
+                if best is None
+                else jnp.where((window > best) | jnp.isnan(window), window, best)
+            )
+    return best
 
 
 def avg_pool2d(
@@ -408,7 +423,7 @@ def avg_pool2d(
         raise ValueError(f"{fn}: divisor_override must be a positive int, got {divisor_override!r}")
     spatial = x.shape[2:]
     pads, sizes = _pool_pads(fn, spatial, kernel, stride, padding, (1, 1), ceil_mode)
-    zero = jnp.array(0, x.dtype)
+    zero = np.zeros((), x.dtype)  # concrete: reduce_window then knows its sum's gradient
     sums = lax.reduce_window(
         x, zero, lax.add, (1, 1, *kernel), (1, 1, *stride), [(0, 0), (0, 0), *pads]
     )
@@ -419,7 +434,7 @@ def avg_pool2d(
             _window_counts(*args, count_include_pad)
             for args in zip(spatial, sizes, kernel, stride, padding, strict=True)
         )
-        divisor = np.outer(h, w)
+        divisor = np.outer(h, w)[None, None]
     return _unbatched(sums / jnp.asarray(divisor, x.dtype), added)
 
 
