@@ -182,12 +182,16 @@ def _csv_error_cases():
     return [
         (b"", "empty file"),
         (b"label,px\n", "no data rows after the header, expected MNIST CSV rows"),
-        (rows() + b"3,7\n", "number of columns changed from 785 to 2"),
-        (b"1,2,3\n4,5,6\n", "expected 785 columns \\(label and 784 pixels\\), got 3"),
-        (rows((1, 5, "x")), "could not convert string 'x' to uint8"),
-        (rows((0, 9, "2.5")), "could not convert string '2.5' to uint8"),
-        (rows((1, 784, "256")), "could not convert string '256' to uint8"),
-        (rows((0, 1, "-1")), "could not convert string '-1' to uint8"),
+        (rows() + b"3,7\n", "data row 3: expected 785 columns \\(label and 784 pixels\\), got 2"),
+        (b"1,2,3\n4,5,6\n", "data row 1: expected 785 columns \\(label and 784 pixels\\), got 3"),
+        (
+            b"1,2,3\n" + rows()[9:],
+            "data row 1: expected 785 columns \\(label and 784 pixels\\), got 3",
+        ),
+        (rows((1, 5, "x")), "data row 2, column 6: 'x' is not an integer in 0..255"),
+        (rows((0, 9, "2.5")), "data row 1, column 10: '2.5' is not an integer in 0..255"),
+        (rows((1, 784, "256")), "data row 2, column 785: '256' is not an integer in 0..255"),
+        (rows((0, 1, "-1")), "data row 1, column 2: '-1' is not an integer in 0..255"),
         (rows((1, 0, "10")), "data row 2: label 10 outside 0..9"),
     ]
 
@@ -281,7 +285,7 @@ def test_cache_rejects_tampered_and_foreign_files(tmp_path, rng):
         cache.read_arrays(path, names)
     with open(path, "wb") as f:
         np.savez(f, train_images=np.array([{"a": 1}], dtype=object), sha256=np.array("x"))
-    with pytest.raises(MNISTFormatError, match=r"unreadable cache file.*pickle"):
+    with pytest.raises(MNISTFormatError, match=r"holds Python objects, which are never unpickled"):
         cache.read_arrays(path, ["train_images"])
     with pytest.raises(FileNotFoundError, match="no cache file"):
         cache.read_arrays(tmp_path / "missing.npz", names)

@@ -9,6 +9,7 @@ The cache directory is, in order of precedence: the ``cache_dir`` argument, then
 from __future__ import annotations
 
 import io
+import math
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -63,28 +64,34 @@ def read_arrays(
 
     PyTorch equivalent: ``torch.load(path, weights_only=True)``, which stores no checksum.
     Raises ``FileNotFoundError`` when ``path`` is missing, ``MNISTFormatError`` when it is
-    not such an archive (wrong names, unreadable, pickled objects) and
-    ``MNISTChecksumError`` when the arrays do not match the checksum recorded with them
-    or, if given, ``expected_sha256``.
+    not such an archive and ``MNISTChecksumError`` when the arrays do not match the
+    checksum recorded with them or, if given, ``expected_sha256``.
+
+    The file is untrusted and checked before anything large is allocated: member names
+    first (from the zip directory, nothing decompressed), then each member must be stored
+    uncompressed as ``write_arrays`` stores it (so no member is larger than the file),
+    and each ``.npy`` header must describe a non-object array whose size is exactly the
+    member's; only then are the arrays read.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"read_arrays: no cache file at {path}")
-    if not zipfile.is_zipfile(path):
-        raise MNISTFormatError(f"{path}: not an .npz archive")
+    expected = {f"{name}.npy": name for name in (*names, _DIGEST_KEY)}
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            stored = {key: archive[key] for key in archive.files}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:  # ValueError: pickles
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            found = [member.filename for member in members]
+            if sorted(found) != sorted(expected):
+                raise MNISTFormatError(
+                    f"{path}: cache holds {sorted(found)}, expected {sorted(expected)}"
+                )
+            stored = {expected[m.filename]: _read_member(path, archive, m) for m in members}
+    except MNISTFormatError:
+        raise
+    except zipfile.BadZipFile as err:
+        raise MNISTFormatError(f"{path}: not an .npz archive: {err}") from None
+    except (OSError, EOFError, ValueError, RuntimeError) as err:
         raise MNISTFormatError(f"{path}: unreadable cache file: {err}") from None
-    expected_keys = {*names, _DIGEST_KEY}
-    if set(stored) != expected_keys:
-        raise MNISTFormatError(
-            f"{path}: cache holds {sorted(stored)}, expected {sorted(expected_keys)}"
-        )
-    not_arrays = sorted(k for k, v in stored.items() if not isinstance(v, np.ndarray))
-    if not_arrays:
-        raise MNISTFormatError(f"{path}: members {not_arrays} are not .npy arrays")
     arrays = {name: stored[name] for name in names}
     recorded = str(stored[_DIGEST_KEY])
     actual = arrays_sha256(arrays)
@@ -97,3 +104,29 @@ def read_arrays(
             f"{path}: arrays have SHA-256 {actual}, expected {expected_sha256}"
         )
     return arrays
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member, read only once its header agrees with its stored size."""
+    where = f"{path}: member {member.filename!r}"
+    if member.compress_type != zipfile.ZIP_STORED or member.file_size != member.compress_size:
+        raise MNISTFormatError(f"{where} is compressed; the cache stores its arrays uncompressed")
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }.get(version)
+        if read_header is None:
+            raise MNISTFormatError(f"{where}: unsupported .npy version {version}")
+        shape, _, dtype = read_header(stream)
+        if dtype.hasobject:
+            raise MNISTFormatError(f"{where} holds Python objects, which are never unpickled")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes != member.file_size - stream.tell():
+            raise MNISTFormatError(
+                f"{where}: its header declares {dtype}{list(shape)} ({nbytes} bytes), "
+                f"the member holds {member.file_size - stream.tell()} bytes of data"
+            )
+    with archive.open(member) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
