@@ -1,10 +1,15 @@
 """Learning-rate schedules (seeds 000, 001): jaxnet's pure step -> lr functions against PyTorch's.
 
-Every scheduler of ``jaxnet.optim.lr_scheduler`` (StepLR, MultiStepLR, ExponentialLR,
-CosineAnnealingLR, LinearLR, OneCycleLR, LambdaLR, SequentialLR), ``vmap``-ed over all
-steps at once (every schedule in one jitted call), against ``torch.optim.lr_scheduler``
-stepped once per iteration on a dummy optimizer: ``optimizer.param_groups[0]['lr']``,
-read before each ``optimizer.step(); scheduler.step()``, is the lr of that update.
+Every scheduler of ``jaxnet.optim.lr_scheduler`` (StepLR, MultiStepLR, ConstantLR,
+ExponentialLR, PolynomialLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, LinearLR,
+OneCycleLR, CyclicLR, LambdaLR, MultiplicativeLR, SequentialLR, ChainedScheduler),
+``vmap``-ed over all steps at once (every schedule in one jitted call), against
+``torch.optim.lr_scheduler`` stepped once per iteration on a dummy SGD optimizer:
+``optimizer.param_groups[0]['lr']``, read before each ``optimizer.step();
+scheduler.step()``, is the lr of that update. The momentum OneCycleLR and CyclicLR cycle
+(their schedules' ``momentum``) is read from ``param_groups[0]['momentum']`` the same way.
+ReduceLROnPlateau, driven by a metric that stops improving, runs as jaxnet's pure state
+machine in one jitted ``lax.scan`` against torch's ``scheduler.step(metric)``.
 
 Seed 000's ``deform.update_learning_rate(iteration)``: deformable 3D Gaussians' log-linear
 decay ``get_expon_lr_func(lr_init, lr_final, lr_delay_steps, lr_delay_mult, max_steps)``,
@@ -51,22 +56,37 @@ def seed000_settings(fast: bool) -> dict[str, dict[str, float]]:
     }
 
 
-def torch_schedulers(steps: int) -> dict[str, Callable]:
-    """name -> ``optimizer -> torch scheduler``; the jaxnet twins are in ``jaxnet_schedules``."""
+def torch_schedulers(steps: int) -> dict[str, tuple[Callable, str]]:
+    """name -> (``optimizer -> torch scheduler``, the param-group key it is read from);
+    the jaxnet twins are in ``jaxnet_schedules``."""
     import torch
 
     S = torch.optim.lr_scheduler
     step, warmup = steps // 5, steps // 10
-    return {
+
+    def one_cycle(o):
+        return S.OneCycleLR(o, max_lr=LR, total_steps=steps, three_phase=True)
+
+    def cyclic(o):
+        return S.CyclicLR(o, LR / 10, LR, step_size_up=step // 2, mode="triangular2")
+
+    schedulers = {
         "StepLR": lambda o: S.StepLR(o, step_size=step, gamma=0.5),
         "MultiStepLR": lambda o: S.MultiStepLR(
             o, milestones=[2 * step, 3 * step, 4 * step], gamma=0.3
         ),
+        "ConstantLR": lambda o: S.ConstantLR(o, factor=0.4, total_iters=step),
         "ExponentialLR": lambda o: S.ExponentialLR(o, gamma=0.1 ** (2 / steps)),
+        "PolynomialLR": lambda o: S.PolynomialLR(o, total_iters=3 * steps // 4, power=2.0),
         "CosineAnnealingLR": lambda o: S.CosineAnnealingLR(o, T_max=3 * steps // 4, eta_min=0.005),
+        "CosineAnnealingWarmRestarts": lambda o: S.CosineAnnealingWarmRestarts(
+            o, T_0=warmup, T_mult=2, eta_min=0.002
+        ),
         "LinearLR": lambda o: S.LinearLR(o, start_factor=0.25, total_iters=steps // 2),
-        "OneCycleLR": lambda o: S.OneCycleLR(o, max_lr=LR, total_steps=steps, cycle_momentum=False),
+        "OneCycleLR": one_cycle,
+        "CyclicLR": cyclic,
         "LambdaLR": lambda o: S.LambdaLR(o, lambda k: 1 / (1 + 20 * k / steps)),
+        "MultiplicativeLR": lambda o: S.MultiplicativeLR(o, lambda k: 1 - 0.5 / (k + 10)),
         "SequentialLR": lambda o: S.SequentialLR(
             o,
             [
@@ -75,21 +95,38 @@ def torch_schedulers(steps: int) -> dict[str, Callable]:
             ],
             milestones=[warmup],
         ),
+        "ChainedScheduler": lambda o: S.ChainedScheduler(
+            [S.ConstantLR(o, factor=0.5, total_iters=warmup), S.ExponentialLR(o, gamma=0.97)]
+        ),
+    }
+    return {
+        **{name: (make, "lr") for name, make in schedulers.items()},
+        "OneCycleLR momentum": (one_cycle, "momentum"),
+        "CyclicLR momentum": (cyclic, "momentum"),
     }
 
 
 def jaxnet_schedules(steps: int) -> dict[str, Callable]:
-    """The same schedules, each a pure function ``step -> lr``."""
+    """The same schedules, each a pure function ``step -> lr`` (or ``step -> momentum``)."""
     step, warmup = steps // 5, steps // 10
+    one_cycle = sched.OneCycleLR(LR, total_steps=steps, three_phase=True)
+    cyclic = sched.CyclicLR(LR / 10, LR, step_size_up=step // 2, mode="triangular2")
     return {
         "StepLR": sched.StepLR(LR, step_size=step, gamma=0.5),
         "MultiStepLR": sched.MultiStepLR(LR, milestones=[2 * step, 3 * step, 4 * step], gamma=0.3),
+        "ConstantLR": sched.ConstantLR(LR, factor=0.4, total_iters=step),
         "ExponentialLR": sched.ExponentialLR(LR, gamma=0.1 ** (2 / steps)),
+        "PolynomialLR": sched.PolynomialLR(LR, total_iters=3 * steps // 4, power=2.0),
         "CosineAnnealingLR": sched.CosineAnnealingLR(LR, T_max=3 * steps // 4, eta_min=0.005),
+        "CosineAnnealingWarmRestarts": sched.CosineAnnealingWarmRestarts(
+            LR, T_0=warmup, T_mult=2, eta_min=0.002
+        ),
         "LinearLR": sched.LinearLR(LR, start_factor=0.25, total_iters=steps // 2),
-        "OneCycleLR": sched.OneCycleLR(LR, total_steps=steps),
+        "OneCycleLR": one_cycle,
+        "CyclicLR": cyclic,
         # the step is an int array: multiply by a float so x64 keeps float64
         "LambdaLR": sched.LambdaLR(LR, lambda k: 1 / (1 + k * (20 / steps))),
+        "MultiplicativeLR": sched.MultiplicativeLR(LR, lambda k: 1 - 0.5 / (k + 10.0)),
         "SequentialLR": sched.SequentialLR(
             [
                 sched.LinearLR(LR, start_factor=0.1, total_iters=warmup),
@@ -97,7 +134,22 @@ def jaxnet_schedules(steps: int) -> dict[str, Callable]:
             ],
             milestones=[warmup],
         ),
+        "ChainedScheduler": sched.ChainedScheduler(
+            [sched.ConstantLR(LR, factor=0.5, total_iters=warmup), sched.ExponentialLR(LR, 0.97)]
+        ),
+        "OneCycleLR momentum": one_cycle.momentum,
+        "CyclicLR momentum": cyclic.momentum,
     }
+
+
+PLATEAU = {"mode": "min", "factor": 0.5, "patience": 3, "threshold": 0.01, "cooldown": 2}
+
+
+def plateau_metrics(steps: int) -> np.ndarray:
+    """A validation loss that improves, then stalls with a little noise."""
+    k = np.arange(steps)
+    noise = 0.01 * np.sin(1.7 * k)
+    return np.maximum(1.0 / (1 + 0.2 * k), 0.3) + noise
 
 
 # ------------------------------------------------------------------ jaxnet
@@ -119,7 +171,22 @@ def run_jaxnet(steps: int, seed000: dict[str, dict]) -> dict[str, np.ndarray]:
         return {name: jax.vmap(schedule)(k) for name, schedule in schedules.items()}
 
     curves = evaluate(jnp.arange(max(lengths.values()), dtype=jnp.int32))
-    return {name: np.asarray(curves[name][:n]) for name, n in lengths.items()}
+    ours = {name: np.asarray(curves[name][:n]) for name, n in lengths.items()}
+    return {**ours, "ReduceLROnPlateau": plateau_lrs(steps)}
+
+
+def plateau_lrs(steps: int) -> np.ndarray:
+    """ReduceLROnPlateau's lr at each iteration: read, then ``update(state, metric)``."""
+    plateau = sched.ReduceLROnPlateau(LR, **PLATEAU)
+
+    def iteration(state, metric):
+        return plateau.update(state, metric), plateau.get_last_lr(state)
+
+    @jax.jit
+    def run(metrics):
+        return jax.lax.scan(iteration, plateau.init(), metrics)[1]
+
+    return np.asarray(run(jnp.asarray(plateau_metrics(steps), jnp.float32)))
 
 
 # ------------------------------------------------------------------- torch
@@ -164,18 +231,34 @@ class DeformModel:
                 return lr
 
 
-def torch_scheduler_lrs(make_scheduler: Callable, steps: int) -> np.ndarray:
-    """The lr of each of ``steps`` iterations: read, then ``optimizer.step(); scheduler.step()``."""
+def torch_scheduler_lrs(make_scheduler: Callable, steps: int, key: str = "lr") -> np.ndarray:
+    """``param_groups[0][key]`` at each of ``steps`` iterations: read, then
+    ``optimizer.step(); scheduler.step()`` (OneCycleLR refuses a step past its last)."""
     import torch
 
     param = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([param], lr=LR)
+    optimizer = torch.optim.SGD([param], lr=LR, momentum=0.9)
     scheduler = make_scheduler(optimizer)
-    lrs = []
+    values = []
     for _ in range(steps):
+        values.append(optimizer.param_groups[0][key])
+        optimizer.step()
+        if len(values) < steps:
+            scheduler.step()
+    return np.array(values)
+
+
+def torch_plateau_lrs(steps: int) -> np.ndarray:
+    """torch's ReduceLROnPlateau on the same metrics: read, then ``scheduler.step(metric)``."""
+    import torch
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **PLATEAU)
+    lrs = []
+    for metric in plateau_metrics(steps).astype(np.float32):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        scheduler.step()
+        scheduler.step(float(metric))
     return np.array(lrs)
 
 
@@ -195,9 +278,11 @@ def torch_seed000_lrs(schedule_args: dict[str, float]) -> np.ndarray:
 
 def run_torch(steps: int, seed000: dict[str, dict]) -> dict[str, np.ndarray]:
     curves = {
-        name: torch_scheduler_lrs(make, steps) for name, make in torch_schedulers(steps).items()
+        name: torch_scheduler_lrs(make, steps, key)
+        for name, (make, key) in torch_schedulers(steps).items()
     }
     curves.update({name: torch_seed000_lrs(kw) for name, kw in seed000.items()})
+    curves["ReduceLROnPlateau"] = torch_plateau_lrs(steps)
     return curves
 
 
@@ -205,7 +290,7 @@ def run_torch(steps: int, seed000: dict[str, dict]) -> dict[str, np.ndarray]:
 
 
 def plot(path: Path, ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> None:
-    """Small multiples: jaxnet solid, PyTorch dashed on top."""
+    """Small multiples, one per schedule: jaxnet's line, PyTorch's markers on top."""
     _common.plot_backend()
     import matplotlib.pyplot as plt
 
@@ -215,17 +300,19 @@ def plot(path: Path, ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray])
     for ax, (name, lrs) in zip(axes.flat, ours.items(), strict=False):
         ax.plot(lrs, lw=2.5, label="jaxnet")
         if name in theirs:
-            ax.plot(theirs[name], "--", lw=1.2, color="black", label="PyTorch")
+            every = max(1, len(lrs) // 40)
+            steps = np.arange(0, len(lrs), every)
+            ax.plot(steps, theirs[name][::every], "o", ms=2.5, color="black", label="PyTorch")
         if name.startswith("get_expon"):
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
+        ax.set_ylabel("momentum" if name.endswith("momentum") else "lr", fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.locator_params(axis="x", nbins=4)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(ours) :]:
         ax.axis("off")
-    axes.flat[0].set_ylabel("lr")
     axes.flat[0].legend(fontsize=7)
     _common.save_figure(fig, path, dpi=110)
 

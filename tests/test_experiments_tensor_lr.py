@@ -5,7 +5,8 @@ agrees (float32 rows within |Δ| <= 1e-5 + 1e-5·|torch|, integer and layout row
 random rows in mean and std within 0.02 σ), and a dtype difference (float64 asked of JAX
 without x64) is reported, not cast away; each trap's naive jnp translation differs
 from PyTorch while jaxnet.tensor's helper equals it. The schedules: every jaxnet schedule
-equals PyTorch's scheduler to 1e-12 in float64 and 1e-6 in float32; seed 000's curve
+(and the momentum schedules, and ReduceLROnPlateau on a stalling metric) equals PyTorch's
+scheduler to 1e-12 in float64 and 1e-6 in float32; seed 000's curve
 starts at ``lr_init · lr_delay_mult`` (with a delay), passes the geometric mean of
 ``lr_init`` and ``lr_final`` half way and ends at ``lr_final``.
 """
@@ -115,9 +116,26 @@ def test_compare_sees_values_structure_and_errors():
 
 
 def test_every_schedule_matches_torch_float64(lr_report):
-    names = [*lr_schedules.jaxnet_schedules(50), *lr_schedules.seed000_settings(True)]
+    """Every scheduler torch ships (SWALR aside), the momentum OneCycleLR and CyclicLR
+    cycle, seed 000's helper and ReduceLROnPlateau, each beside torch's."""
+    import torch
+
+    names = [
+        *lr_schedules.jaxnet_schedules(50),
+        *lr_schedules.seed000_settings(True),
+        "ReduceLROnPlateau",
+    ]
     assert lr_report["schedules"] == names
-    assert len(names) == 10
+    assert len(names) == 19
+    shipped = {
+        name
+        for name, value in vars(torch.optim.lr_scheduler).items()
+        if isinstance(value, type)
+        and issubclass(value, torch.optim.lr_scheduler.LRScheduler)
+        and not name.startswith("_")
+    }
+    assert shipped - set(names) == {"LRScheduler"}
+    assert {"OneCycleLR momentum", "CyclicLR momentum"} <= set(names)
     assert lr_report["dtype"] == "float64"  # the test configuration enables x64
     for name in names:
         assert lr_report["torch_max_diff"][name] <= 1e-12, name
