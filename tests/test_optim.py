@@ -13,12 +13,18 @@ import pytest
 import torch
 
 from jaxnet import optim
-from jaxnet.nn.layers import MLP, Tanh
 from jaxnet.optim import lr_scheduler as sched
 
 STEPS = 100
 KEYS = ("0.weight", "0.bias", "2.weight", "2.bias")  # torch's state_dict order
-NET = MLP(8, [16], 4, activation=Tanh)
+
+
+def forward(params, x):
+    """torch's ``Linear(8, 16) -> Tanh -> Linear(16, 4)`` on jaxnet params."""
+    hidden = jnp.tanh(x @ params["0"]["weight"].T + params["0"]["bias"][None, :])
+    return hidden @ params["2"]["weight"].T + params["2"]["bias"][None, :]
+
+
 _data = np.random.default_rng(0)
 X = _data.normal(size=(32, 8))
 Y = _data.normal(size=(32, 4))
@@ -61,7 +67,7 @@ def jaxnet_trajectory(opt, params0, dtype=jnp.float64):
     x, y = jnp.asarray(X, dtype), jnp.asarray(Y, dtype)
 
     def loss(params):
-        return jnp.mean((NET.apply(params, x) - y) ** 2)
+        return jnp.mean((forward(params, x) - y) ** 2)
 
     def step(carry, _):
         params, state = carry
@@ -219,7 +225,10 @@ def test_optax_alias_differs_from_torch(case):
 
 
 def test_update_is_pure_and_keeps_dtype():
-    params = NET.init(jax.random.key(0))  # float32
+    params = {
+        "0": {"weight": jnp.ones((16, 8), jnp.float32), "bias": jnp.zeros(16, jnp.float32)},
+        "2": {"weight": jnp.ones((4, 16), jnp.float32), "bias": jnp.zeros(4, jnp.float32)},
+    }
     grads = jax.tree.map(jnp.ones_like, params)
     opt = optim.Adam(sched.StepLR(1e-2, 2), amsgrad=True)
     state = opt.init(params)

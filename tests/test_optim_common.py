@@ -78,8 +78,8 @@ def torch_trajectory(make_opt, steps, dtype=torch.float64, **kwargs):
 
 def jaxnet_loss(params, dtype):
     x, y = jnp.asarray(X, dtype), jnp.asarray(Y, dtype)
-    hidden = jnp.tanh(x @ params["0"]["weight"].T + params["0"]["bias"])
-    out = hidden @ params["2"]["weight"].T + params["2"]["bias"]
+    hidden = jnp.tanh(x @ params["0"]["weight"].T + params["0"]["bias"][None, :])
+    out = hidden @ params["2"]["weight"].T + params["2"]["bias"][None, :]
     return jnp.mean((out - y) ** 2)
 
 
@@ -93,9 +93,9 @@ def jaxnet_steps(opt, params, state, steps, dtype=jnp.float64):
         params = optax.apply_updates(params, updates)
         return (params, state), jnp.concatenate([params[k[0]][k[2:]].ravel() for k in KEYS])
 
-    (params, state), trajectory = jax.jit(
-        lambda p, s: jax.lax.scan(step, (p, s), length=steps)
-    )(params, state)
+    (params, state), trajectory = jax.jit(lambda p, s: jax.lax.scan(step, (p, s), length=steps))(
+        params, state
+    )
     return np.asarray(trajectory), params, state
 
 
