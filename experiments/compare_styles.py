@@ -64,15 +64,18 @@ SECTION_LIST = (
         lambda rng: (rng.random((2, 20), dtype=np.float32),),
         """The PyTorch and NNX blocks create their parameters in the constructor and keep
         them on the object, so `net(x)` reads state the call does not show. The jaxnet block
-        only names its children: `init(key)` returns the parameters as a dict whose dotted
-        paths are torch's `state_dict` keys (`hidden.weight`, `out.bias`), and
-        `apply(params, X)` is a pure function of them. That is why torch's initial weights
-        load with one `jaxnet.load_state_dict` call, with no renaming and no transposes,
-        while NNX needs a translation of names and layout (its `Linear.kernel` is
-        `[in, out]`, the transpose of torch's `weight`; see the appendix).""",
-        """A custom jaxnet block writes its own `init`: it splits the key and assembles the
-        params dict by hand, which attribute assignment does for free in the object styles,
-        and `apply` hands each child its own sub-dict.""",
+        is written as torch's is, a constructor assigning `hidden` and `out` and a
+        `forward`, but the constructor only records the structure: `net.init(key)` returns
+        the parameters as a dict whose dotted paths are torch's `state_dict` keys
+        (`hidden.weight`, `out.bias`) in torch's order, and `net.apply(params, X)` is a
+        pure function of them. That is why torch's initial weights load with one
+        `net.load_state_dict(weights)` call, with no renaming and no transposes, while NNX
+        needs a translation of names and layout (its `Linear.kernel` is `[in, out]`, the
+        transpose of torch's `weight`; see the appendix).""",
+        """`forward` takes a `scope` (this call's view of the parameters, mode and key) and
+        passes it to every child, `self.hidden(scope, X)`; and the parameters are not on
+        the object, so looking at them means holding the `params` dict and passing it back
+        into every call.""",
     ),
     Section(
         "parameter_tying",
@@ -83,8 +86,8 @@ SECTION_LIST = (
         In jaxnet the same layer object at positions 2 and 4 is stored once in the params,
         under `"2"` (where torch's `named_parameters()` lists it); both positions read it,
         and plain `jax.grad` returns one gradient for it, the sum over both uses.
-        `load_state_dict(..., model=net)` accepts torch's repeated `4.*` keys and checks
-        that they equal `2.*`.""",
+        `net.load_state_dict(weights)` accepts torch's repeated `4.*` keys and checks that
+        they equal `2.*`.""",
         """Changing a tied weight is not an in-place write: jaxnet builds a new params tree
         (`.at[0, 0].set(100.0)` inside two rebuilt dicts) where PyTorch writes
         `net[2].weight[0, 0] = 100.0`. In exchange the old `params` stay valid, and nothing
@@ -96,14 +99,17 @@ SECTION_LIST = (
         lambda rng: (rng.random((4, 64), dtype=np.float32),),
         """A parameter-free layer is a function in jaxnet (`nn.Lambda`), a class in the
         object styles. A parameterised layer states where its randomness comes from:
-        jaxnet's `init` receives a key and splits it, NNX draws from the `nnx.Rngs` stream
+        jaxnet's `nn.Parameter(shape, jax.random.normal)` declares an initialiser that
+        `net.init(key)` calls with a key of its own split from `key`, NNX draws from the
+        `nnx.Rngs` stream
         passed to the constructor, and PyTorch's `torch.randn` reads the global generator
         seeded by `torch.manual_seed`, which the layer's code does not show. Seed 003's
         original `MyLinear` read `self.weight.data`, which silently detaches the parameter
         from autograd; jaxnet has no `.data`, and blocking a gradient takes an explicit
         `jax.lax.stop_gradient` (`jaxnet.autograd.detach`).""",
-        """`init` is a method you write (split the key, name and shape every array) where
-        the object styles declare a parameter by assigning it; and both JAX versions
+        """A jaxnet parameter is a declaration (a shape and an initialiser), not an array:
+        its value lives in the params dict and `forward` reads it as `scope.weight`; and
+        both JAX versions
         broadcast the bias explicitly (`[None, :]`), as jaxnet does everywhere so that
         accidental rank promotion can be made an error.""",
     ),
@@ -204,8 +210,8 @@ params use torch's names and layout, so torch's weights load without translation
 
 **The price.** Threading params and optimiser state through every call and loop;
 tree plumbing where the object styles write in place (editing one weight rebuilds the
-dicts on its path; accumulating gradients is a `tree.map`); writing `init` for a custom
-block; donation semantics (a donated state is dead after the call); and a trace and
+dicts on its path; accumulating gradients is a `tree.map`); a `scope` passed through
+every `forward`; donation semantics (a donated state is dead after the call); and a trace and
 compile on the first call of every new shape. NNX sits in between: PyTorch's object
 model on JAX, compiled, with the translation between objects and pytrees done by
 `nnx.jit`/`nnx.grad` on every call."""
@@ -469,7 +475,7 @@ def appendix_markdown() -> str:
             "## Appendix: loading PyTorch's weights",
             "",
             "PyTorch's version snapshots its initial `state_dict`; jaxnet loads it with "
-            "`jaxnet.load_state_dict` (the names and layout are torch's); NNX needs the "
+            "the model's `load_state_dict` (the names and layout are torch's); NNX needs the "
             "translation below (outside the counted lines of the sections).",
             "",
             code_block(torch_style.initial_weights),

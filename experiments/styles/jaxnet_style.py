@@ -1,7 +1,7 @@
 """The sections in jaxnet: layers are descriptions, parameters are a pytree, steps are pure.
 
 Every function starts from torch's initial ``weights`` (a ``state_dict`` of NumPy arrays,
-loaded with :func:`jaxnet.load_state_dict`: same names, same layout) and returns
+loaded with the model's ``load_state_dict``: same names, same layout) and returns
 ``(outputs, step)``; see :mod:`experiments.styles`. :func:`ensemble` is the extra
 demonstration: a transformation of the model itself, ``jax.vmap`` over ``init`` and
 ``apply``.
@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import jaxnet
 from jaxnet import autograd, datasets, nn, optim, train
 from jaxnet.nn import functional as F
 
@@ -26,16 +25,11 @@ def mlp_block(weights, x):
             self.hidden = nn.Linear(20, 256)
             self.out = nn.Linear(256, 10)
 
-        def init(self, key):
-            hidden_key, out_key = jax.random.split(key)
-            return {"hidden": self.hidden.init(hidden_key), "out": self.out.init(out_key)}
-
-        def apply(self, params, X):
-            h = jax.nn.relu(self.hidden.apply(params["hidden"], X))
-            return self.out.apply(params["out"], h)
+        def forward(self, scope, X):
+            return self.out(scope, jax.nn.relu(self.hidden(scope, X)))
 
     net = MLP()
-    params = jaxnet.load_state_dict(net.init(jax.random.key(0)), weights)
+    params = net.load_state_dict(weights).params
     x = jnp.asarray(x)
     forward = jax.jit(net.apply)
     return {"y": forward(params, x)}, lambda: forward(params, x)
@@ -48,7 +42,7 @@ def parameter_tying(weights, x):
         nn.Linear(4, 8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(8, 1)
     )
     # The tied layer is stored once, under "2"; torch's alias "4.*" is checked and skipped.
-    params = jaxnet.load_state_dict(net.init(jax.random.key(0)), weights, model=net)
+    params = net.load_state_dict(weights).params
     x = jnp.asarray(x)
     forward = jax.jit(net.apply)
     grad_fn = jax.jit(jax.grad(lambda params, x: net.apply(params, x).sum()))
@@ -68,20 +62,14 @@ def custom_layers(weights, x):
 
     class MyLinear(nn.Module):
         def __init__(self, in_units, units):
-            self.in_units, self.units = in_units, units
+            self.weight = nn.Parameter((in_units, units), jax.random.normal)
+            self.bias = nn.Parameter((units,), jax.random.normal)
 
-        def init(self, key):
-            w_key, b_key = jax.random.split(key)
-            return {
-                "weight": jax.random.normal(w_key, (self.in_units, self.units), jnp.float32),
-                "bias": jax.random.normal(b_key, (self.units,), jnp.float32),
-            }
-
-        def apply(self, params, X):
-            return jax.nn.relu(X @ params["weight"] + params["bias"][None, :])
+        def forward(self, scope, X):
+            return jax.nn.relu(X @ scope.weight + scope.bias[None, :])
 
     net = nn.Sequential(MyLinear(64, 8), centered_layer)
-    params = jaxnet.load_state_dict(net.init(jax.random.key(0)), weights)
+    params = net.load_state_dict(weights).params
     x = jnp.asarray(x)
     forward = jax.jit(net.apply)
     centered = centered_layer.apply({}, jnp.array([1.0, 2.0, 3.0, 4.0, 5.0], jnp.float32))
@@ -91,7 +79,7 @@ def custom_layers(weights, x):
 def training_loop(weights, xs, ys):
     """d2l's linear regression: ``Linear(2, 1)``, MSE, SGD lr 0.03, one pass over the batches."""
     net = nn.Linear(2, 1)
-    params = jaxnet.load_state_dict(net.init(jax.random.key(0)), weights)
+    params = net.load_state_dict(weights).params
     optimizer = optim.SGD(lr=0.03)
     opt_state = optimizer.init(params)
 
@@ -112,7 +100,7 @@ def training_loop(weights, xs, ys):
 def gradient_accumulation(weights, xs, ys):
     """One SGD step on the mean gradient of several micro-batches, summed explicitly."""
     net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
-    params = jaxnet.load_state_dict(net.init(jax.random.key(0)), weights)
+    params = net.load_state_dict(weights).params
     optimizer = optim.SGD(lr=0.1)
     opt_state = optimizer.init(params)
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)  # (micro-batches, B, ...)
@@ -134,7 +122,7 @@ def gradient_accumulation(weights, xs, ys):
 def lr_schedule(weights, x, y, steps):
     """SGD lr 0.1 with cosine annealing over ``steps`` full-batch steps of ``Linear(3, 1)``."""
     net = nn.Linear(3, 1)
-    params = jaxnet.load_state_dict(net.init(jax.random.key(0)), weights)
+    params = net.load_state_dict(weights).params
     schedule = optim.lr_scheduler.CosineAnnealingLR(0.1, T_max=steps)  # step -> lr, pure
     optimizer = optim.SGD(lr=schedule)  # reads the step count from its own state
     opt_state = optimizer.init(params)
@@ -155,7 +143,7 @@ def lr_schedule(weights, x, y, steps):
 def mnist_step(weights, x, labels):
     """Seed 001's MNIST MLP: 784-256-64-10, MSE on one-hot, SGD lr 0.01 momentum 0.9."""
     net = nn.MLP(784, [256, 64], 10)
-    params = jaxnet.load_state_dict(net.init(jax.random.key(0)), weights)
+    params = net.load_state_dict(weights).params
     optimizer = optim.SGD(lr=0.01, momentum=0.9)
     batch = (jnp.asarray(x), datasets.one_hot(labels, 10))
 
