@@ -14,10 +14,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 
 from experiments.lr_schedules import get_expon_lr_func  # the seed's NumPy helper
+from jaxnet import optim
 from jaxnet.optim import lr_scheduler as sched
 
 TS = torch.optim.lr_scheduler
@@ -1344,3 +1346,47 @@ def test_torch_raises_on_the_same_constructions():
         TS.MultiplicativeLR(opt, 0.95)
     with pytest.raises(ValueError, match="optimizer must support momentum or beta1"):
         TS.CyclicLR(torch.optim.Rprop([torch.zeros(1, requires_grad=True)]), 1, 5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("scheduler", ["OneCycleLR", "CyclicLR"])
+def test_momentum_schedule_drives_the_optimiser_as_torch(scheduler, optimizer):
+    """The schedule's ``momentum`` as SGD's momentum or Adam's beta1: 20 steps on a least
+    squares problem equal torch's optimizer under the same scheduler."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 4)), rng.normal(size=6)
+    w = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    else:
+        opt = torch.optim.Adam([w], lr=0.1)
+    if scheduler == "OneCycleLR":
+        torch_scheduler = TS.OneCycleLR(opt, 0.1, 20, three_phase=True)
+        schedule = sched.OneCycleLR(0.1, 20, three_phase=True)
+    else:
+        torch_scheduler = TS.CyclicLR(opt, 0.01, 0.1, 3, mode="triangular2")
+        schedule = sched.CyclicLR(0.01, 0.1, 3, mode="triangular2")
+    expected = []
+    for _ in range(20):
+        opt.zero_grad()
+        (0.5 * torch.mean((torch.from_numpy(a) @ w - torch.from_numpy(b)) ** 2)).backward()
+        opt.step()
+        if len(expected) < 19:  # OneCycleLR refuses a step past total_steps
+            torch_scheduler.step()
+        expected.append(w.detach().numpy().copy())
+
+    if optimizer == "sgd":
+        jax_opt = optim.SGD(schedule, momentum=schedule.momentum)
+    else:
+        jax_opt = optim.Adam(schedule, betas=(schedule.momentum, 0.999))
+
+    def step(carry, _):
+        params, state = carry
+        grad = jax.grad(lambda p: 0.5 * jnp.mean((a @ p - b) ** 2))(params)
+        updates, state = jax_opt.update(grad, state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, state), params
+
+    params = jnp.zeros(4)
+    got = jax.jit(lambda p: jax.lax.scan(step, (p, jax_opt.init(p)), length=20)[1])(params)
+    np.testing.assert_allclose(np.asarray(got), np.array(expected), rtol=1e-10, atol=1e-13)
