@@ -35,14 +35,16 @@ def create(
     hparams: Any,
 ) -> train.TrainState:
     """Stacked ``TrainState``s: member ``i`` is initialised with ``keys[i]`` and
-    ``make_optimizer(hparams[i])``; its training key is ``keys[i]`` as well.
+    ``make_optimizer(hparams[i])``; its training key is ``keys[i]`` as well, and its
+    buffers (if the model has any) are the model's initial ones.
 
     PyTorch equivalent: building N models and optimisers in a loop, then
     ``torch.func.stack_module_state(models)`` for the stacked parameters (torch has no
     stacked optimiser state)."""
 
     def one(key, hp):
-        return train.TrainState.create(model.init(key), make_optimizer(hp), key)
+        buffers = model.init_buffers()
+        return train.TrainState.create(model.init(key), make_optimizer(hp), key, buffers)
 
     return jax.vmap(one)(keys, hparams)
 
@@ -52,20 +54,22 @@ def make_ensemble_loop(
     make_optimizer: Callable[[Any], optax.GradientTransformation],
     has_aux: bool = False,
     nan_policy: str = "stop",
+    has_state: bool = False,
 ) -> Callable:
     """A jitted ``loop(states, data, index_batches, hparams) -> (states, metrics)``.
 
     The vmap of :func:`jaxnet.train.train_loop` over the members (axis 0 of ``states``
     and ``hparams``); ``data`` and ``index_batches`` are shared. ``make_optimizer`` is
     called with one member's (traced) hyperparameters, so pass them to jaxnet optimisers
-    as schedules (``lambda step: lr``). ``states`` is donated.
+    as schedules (``lambda step: lr``). ``has_aux`` and ``has_state`` are
+    :func:`jaxnet.train.make_train_step`'s. ``states`` is donated.
 
     PyTorch has no counterpart: ``torch.func.vmap`` over ``functional_call`` batches the
     forward and backward passes, but each optimiser still steps in a Python loop.
     """
 
     def member(state, data, index_batches, hp):
-        loop = train.train_loop(loss_fn, make_optimizer(hp), has_aux, nan_policy)
+        loop = train.train_loop(loss_fn, make_optimizer(hp), has_aux, nan_policy, has_state)
         return loop(state, data, index_batches)
 
     return jax.jit(jax.vmap(member, in_axes=(0, None, None, 0)), donate_argnums=0)

@@ -384,10 +384,13 @@ class _Layout:
         walk("", root)
         self.parameters: dict[str, Parameter] = {}
         self.buffers: dict[str, Buffer] = {}
+        self.owners: dict[str, Module] = {}  # stored name -> the layer declaring it
         for path, module in self.positions:
             if self.canonical[path] != path:
                 continue
             for name, entry in module._entries.items():
+                if isinstance(entry, Parameter):
+                    self.owners[_join(path, name)] = module
                 if isinstance(entry, Buffer):
                     self.buffers[_join(path, name)] = entry
                 elif isinstance(entry, Parameter):
@@ -479,10 +482,15 @@ def _check_tree(what: str, root: Module, tree: Any, declared: Mapping[str, Param
         jnp.shape(flat[name]) == spec.shape for name, spec in declared.items()
     ):
         return
-    problems = [f"missing {name!r}" for name in declared if name not in flat]
+    owners = _layout(root).owners
+
+    def of(name: str) -> str:
+        return f"{name!r} ({owners[name].short_name()})"
+
+    problems = [f"missing {of(name)}" for name in declared if name not in flat]
     problems += [f"unexpected {name!r}" for name in flat if name not in declared]
     problems += [
-        f"{name!r} expected shape {spec.shape}, got shape {tuple(jnp.shape(flat[name]))}"
+        f"{of(name)} expected shape {spec.shape}, got shape {tuple(jnp.shape(flat[name]))}"
         for name, spec in declared.items()
         if name in flat and jnp.shape(flat[name]) != spec.shape
     ]
