@@ -14,7 +14,11 @@ from jaxnet.nn.activation import Softmax as Softmax
 from jaxnet.nn.activation import Tanh as Tanh
 from jaxnet.nn.containers import MLP as MLP
 from jaxnet.nn.containers import Sequential as Sequential
+from jaxnet.nn.conv import Conv1d as Conv1d
+from jaxnet.nn.conv import Conv2d as Conv2d
+from jaxnet.nn.conv import ConvTranspose2d as ConvTranspose2d
 from jaxnet.nn.dropout import Dropout as Dropout
+from jaxnet.nn.dropout import Dropout2d as Dropout2d
 from jaxnet.nn.encoding import PositionalEncoding as PositionalEncoding
 from jaxnet.nn.linear import Flatten as Flatten
 from jaxnet.nn.linear import Identity as Identity
@@ -36,3 +40,9 @@ from jaxnet.nn.module import Scope as Scope
 from jaxnet.nn.normalization import BatchNorm1d as BatchNorm1d
 from jaxnet.nn.normalization import BatchNorm2d as BatchNorm2d
 from jaxnet.nn.normalization import LayerNorm as LayerNorm
+from jaxnet.nn.pooling import AdaptiveAvgPool2d as AdaptiveAvgPool2d
+from jaxnet.nn.pooling import AdaptiveMaxPool2d as AdaptiveMaxPool2d
+from jaxnet.nn.pooling import AvgPool2d as AvgPool2d
+from jaxnet.nn.pooling import MaxPool2d as MaxPool2d
+from jaxnet.nn.pooling import Unflatten as Unflatten
+from jaxnet.nn.pooling import ZeroPad2d as ZeroPad2d

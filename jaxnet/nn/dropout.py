@@ -1,4 +1,4 @@
-"""``torch.nn.Dropout``: the layer whose forward pass takes a PRNG key."""
+"""``torch.nn.Dropout`` and ``Dropout2d``: the layers whose forward pass takes a PRNG key."""
 
 from __future__ import annotations
 
@@ -25,6 +25,24 @@ class Dropout(Module):
         if not scope.training or self.p == 0:
             return F.dropout(x, self.p, training=False)
         return F.dropout(x, self.p, training=True, key=scope.rng())
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Dropout2d(Module):
+    """Zeroes whole channels of ``(N, C, H, W)`` inputs with probability ``p`` in training
+    mode, scaling the rest by ``1 / (1 - p)`` (``torch.nn.Dropout2d``); keys as
+    :class:`jaxnet.nn.Dropout`."""
+
+    def __init__(self, p: float = 0.5):
+        F.dropout2d(jax.numpy.zeros((1, 1, 1, 1)), p, training=False)  # refuses a bad p now
+        self.p = p
+
+    def forward(self, scope: Scope, x: jax.Array) -> jax.Array:
+        if not scope.training or self.p == 0:
+            return F.dropout2d(x, self.p, training=False)
+        return F.dropout2d(x, self.p, training=True, key=scope.rng())
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
