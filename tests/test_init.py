@@ -7,6 +7,7 @@ torch samples on the same shapes. Seeds are fixed, so every p-value is determini
 """
 
 import math
+import warnings
 from functools import partial
 
 import jax
@@ -17,8 +18,7 @@ import torch
 from flax import traverse_util
 from scipy.stats import ks_2samp, truncnorm
 
-from jaxnet.nn import init
-from jaxnet.nn.layers import Linear, ReLU, Sequential
+from jaxnet.nn import Linear, ReLU, Sequential, init
 from jaxnet.nn.module import Module
 
 P_MIN = 1e-3  # KS p-value above which two samples count as the same distribution
@@ -373,11 +373,249 @@ def test_pure_same_key_same_array_other_key_other_array(name):
     assert not np.array_equal(first, other)
 
 
+ZERO_ELEMENT_WARNING = "Initializing zero-element tensors is a no-op"
+
+
 @pytest.mark.parametrize("name", ["orthogonal", *FAN_BASED])
 @pytest.mark.parametrize("shape", [(8, 0), (0, 2, 3)])
-def test_zero_element_shapes_give_empty_arrays(name, shape):
-    """torch leaves zero-element tensors alone; Linear(0, n) must still initialise."""
-    assert jaxnet_sample(name, shape).shape == shape
+def test_zero_element_shapes_give_empty_arrays_and_warn_where_torch_does(name, shape):
+    """torch leaves zero-element tensors alone; Linear(0, n) must still initialise.
+
+    torch's kaiming initialisers warn that this is a no-op; jaxnet's do the same, with
+    torch's words, and the others stay silent, as torch's do.
+    """
+    torch_fn = getattr(torch.nn.init, name + "_")
+    with warnings.catch_warnings(record=True) as torch_warnings:
+        warnings.simplefilter("always")
+        torch_fn(torch.empty(shape))
+        assert jaxnet_sample(name, shape).shape == shape
+    messages = [str(w.message) for w in torch_warnings]
+    if name.startswith("kaiming"):
+        assert messages == [
+            ZERO_ELEMENT_WARNING,
+            f"{name}: {ZERO_ELEMENT_WARNING} (shape {shape})",
+        ]
+    else:
+        assert messages == []
+
+
+def test_zero_element_warning_points_at_the_caller():
+    with pytest.warns(UserWarning, match=ZERO_ELEMENT_WARNING) as record:
+        init.kaiming_uniform(jax.random.key(0), (4, 0))
+    assert record[0].filename == __file__
+
+
+# --- convolution weights: grouped fans, dirac ------------------------------------------
+
+GROUPED_CONVS = {
+    "conv1d-groups4": lambda: torch.nn.Conv1d(8, 12, 3, groups=4),
+    "conv2d-groups8": lambda: torch.nn.Conv2d(32, 64, 3, groups=8),
+    "conv2d-depthwise": lambda: torch.nn.Conv2d(16, 16, 5, groups=16),
+    "conv3d-groups2": lambda: torch.nn.Conv3d(6, 4, (2, 3, 4), groups=2),
+    "conv_transpose2d-groups2": lambda: torch.nn.ConvTranspose2d(8, 6, 3, groups=2),
+}
+
+
+@pytest.mark.parametrize("conv", GROUPED_CONVS)
+def test_fans_of_grouped_convolution_weights_equal_torch(conv):
+    """A grouped weight is [out, in / groups, *kernel]: fan_in counts in / groups."""
+    weight = GROUPED_CONVS[conv]().weight
+    expected = torch.nn.init._calculate_fan_in_and_fan_out(weight)
+    assert init.fan_in_and_fan_out(tuple(weight.shape)) == expected
+
+
+def test_default_init_of_a_grouped_conv_matches_torch():
+    """torch's Conv2d init, kaiming_uniform(a=sqrt(5)) on [64, 32 / 8, 3, 3]: U(±1/6)."""
+    weight = torch.nn.Conv2d(32, 64, 3, groups=8).weight.detach().numpy()
+    ours = jaxnet_sample("kaiming_uniform", weight.shape, a=math.sqrt(5))
+    assert (
+        np.abs(ours).max() <= np.float32(1 / 6) < np.float32(1.01 / 6) < np.abs(ours).max() * 1.02
+    )
+    assert ks_2samp(ours.ravel(), weight.ravel()).pvalue > P_MIN
+
+
+def dirac_cases():
+    """Shapes [out, in / groups, *kernel] with 1 to 3 kernel dims and 1 to 3 groups, drawn
+    as torch's own test_dirac_properties draws them, plus hand-picked corners."""
+    rng = np.random.default_rng(0)
+    cases = [((4, 4, 3), 1), ((6, 2, 3, 3), 3), ((4, 6, 2, 3), 1), ((3, 1, 1, 1), 3)]
+    for dims in (3, 4, 5):
+        for groups in (1, 2, 3):
+            a, c, d, e = rng.integers(1, 6, size=4)
+            b = rng.integers(1, 5 * groups + 1)
+            cases.append(((int(a) * groups, int(b), int(c), int(d), int(e))[:dims], groups))
+    return cases
+
+
+@pytest.mark.parametrize(("shape", "groups"), dirac_cases())
+def test_dirac_equals_torch(shape, groups):
+    expected = torch.nn.init.dirac_(torch.empty(shape, dtype=torch.float64), groups).numpy()
+    ours = init.dirac(None, shape, jnp.float64, groups=groups)
+    assert ours.dtype == jnp.float64
+    np.testing.assert_array_equal(ours, expected)
+    assert ours.sum() == min(shape[0] // groups, shape[1]) * groups
+
+
+@pytest.mark.parametrize(
+    "conv", [torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d]
+)
+@pytest.mark.parametrize("groups", [1, 3])
+def test_dirac_weight_passes_the_input_through_torchs_convolution(conv, groups):
+    """Output channel g * out_g + d of a dirac-initialised conv is input channel
+    g * in_g + d for d < min(out_g, in_g), and 0 beyond (torch's test_dirac_identity)."""
+    dims = int(conv.__name__[-2])
+    in_c, out_c = 2 * groups, 3 * groups  # in_g = 2, out_g = 3
+    x = torch.randn(2, in_c, *(5,) * dims, dtype=torch.float64)
+    weight = init.dirac(None, (out_c, in_c // groups, *(3,) * dims), jnp.float64, groups=groups)
+    y = conv(x, torch.tensor(np.asarray(weight)), padding=1, groups=groups)
+    for g in range(groups):
+        for d in range(3):
+            expected = x[:, 2 * g + d] if d < 2 else torch.zeros_like(x[:, 0])
+            torch.testing.assert_close(y[:, 3 * g + d], expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: init.dirac(None, (4, 4)),
+            ValueError,
+            r"dirac: expected a 3-, 4- or 5-D .*\(4, 4\)",
+        ),
+        (
+            lambda: init.dirac(None, (5, 2, 3), groups=2),
+            ValueError,
+            r"dirac: the out channels \(dim 0\) must be divisible by groups=2, got shape \(5, 2",
+        ),
+        (
+            lambda: init.dirac(None, (4, 2, 3), groups=0),
+            ValueError,
+            "dirac: groups=0 must be a positive int",
+        ),
+        (
+            lambda: init.dirac(None, (4, 2, 3), groups=2.0),
+            TypeError,
+            "dirac: groups=2.0 must be a positive int",
+        ),
+    ],
+    ids=["2d", "groups-divide", "groups-0", "groups-float"],
+)
+def test_dirac_bad_input_raises(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_torch_refuses_the_same_dirac_shapes():
+    with pytest.raises(ValueError, match="Only tensors with 3, 4, or 5 dimensions"):
+        torch.nn.init.dirac_(torch.empty(4, 4))
+    with pytest.raises(ValueError, match="dim 0 must be divisible by groups"):
+        torch.nn.init.dirac_(torch.empty(5, 2, 3), groups=2)
+
+
+# --- sparse ------------------------------------------------------------------------------
+
+
+def test_sparse_has_torchs_structure_and_distribution():
+    """As torch's test_sparse_default_std: ceil(sparsity * rows) zeros in every column,
+    normal non-zeros with the given std; and zero rows spread over the columns as
+    torch's do (per-row zero counts compared with KS)."""
+    shape, sparsity, std = (300, 200), 0.15, 0.05
+    ours = jaxnet_sample("sparse", shape, dtype=jnp.float64, sparsity=sparsity, std=std)
+    theirs = torch_sample("sparse", shape, sparsity=sparsity, std=std)
+    n_zeros = math.ceil(sparsity * shape[0])
+    for sample in (ours, theirs):
+        np.testing.assert_array_equal((sample == 0).sum(axis=0), np.full(shape[1], n_zeros))
+    assert ks_2samp(ours[ours != 0], theirs[theirs != 0]).pvalue > P_MIN
+    assert abs(ours[ours != 0].std() / std - 1) < 0.01
+    assert ks_2samp((ours == 0).sum(axis=1), (theirs == 0).sum(axis=1)).pvalue > P_MIN
+    # The same rows zeroed in every column would be told apart.
+    same_rows = np.zeros(shape, bool)
+    same_rows[:n_zeros] = True
+    assert ks_2samp(same_rows.sum(axis=1), (theirs == 0).sum(axis=1)).pvalue < 1e-6
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.01, 0.5, 1.0])
+def test_sparse_zero_count_equals_torchs(sparsity):
+    shape = (7, 5)
+    ours = jaxnet_sample("sparse", shape, sparsity=sparsity)
+    theirs = torch_sample("sparse", shape, sparsity=sparsity)
+    np.testing.assert_array_equal((ours == 0).sum(axis=0), (theirs == 0).sum(axis=0))
+
+
+def test_sparse_is_pure_and_honours_dtype():
+    key = jax.random.key(2)
+    first = init.sparse(key, SMALL, jnp.bfloat16, sparsity=0.5)
+    assert first.dtype == jnp.bfloat16 and first.shape == SMALL
+    np.testing.assert_array_equal(first, init.sparse(key, SMALL, jnp.bfloat16, sparsity=0.5))
+    other = init.sparse(jax.random.key(3), SMALL, jnp.bfloat16, sparsity=0.5)
+    assert not np.array_equal(first, other)
+    assert init.sparse(key, (0, 3), sparsity=0.5).shape == (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"shape": (3, 4, 5)}, ValueError, r"sparse: expected a 2-D shape, got \(3, 4, 5\)"),
+        (
+            {"sparsity": 1.5},
+            ValueError,
+            r"sparse: sparsity must be a fraction in \[0, 1\], got 1.5",
+        ),
+        ({"sparsity": math.nan}, ValueError, r"sparse: sparsity must be a fraction in \[0, 1\]"),
+        ({"sparsity": "0.1"}, TypeError, "sparse: sparsity must be a float, got str"),
+        ({"std": -1.0}, ValueError, "sparse: expected std >= 0, got std=-1.0"),
+    ],
+    ids=["3d", "sparsity-1.5", "sparsity-nan", "sparsity-str", "std"],
+)
+def test_sparse_bad_input_raises(kwargs, error, match):
+    kwargs = {"shape": SMALL, "sparsity": 0.1} | kwargs
+    with pytest.raises(error, match=match):
+        init.sparse(jax.random.key(0), **kwargs)
+
+
+def test_torch_refuses_a_3d_sparse_shape():
+    with pytest.raises(ValueError, match="Only tensors with 2 dimensions are supported"):
+        torch.nn.init.sparse_(torch.empty(3, 4, 5), 0.1)
+
+
+# --- float16 and bfloat16: drawn in float32, as torch draws them ---------------------------
+
+HALF = {"float16": (jnp.float16, torch.float16), "bfloat16": (jnp.bfloat16, torch.bfloat16)}
+HALF_CASES = [
+    ("trunc_normal", {}),
+    ("normal", {}),
+    ("uniform", {}),
+    ("kaiming_uniform", {"a": math.sqrt(5)}),
+    ("xavier_normal", {}),
+    ("sparse", {"sparsity": 0.1}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), HALF_CASES, ids=[n for n, _ in HALF_CASES])
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_draws_as_many_distinct_values_as_torch(name, kwargs, dtype):
+    """10,000 draws: torch's trunc_normal_ gives about 6,000 distinct float16 values and
+    1,600 bfloat16 ones; drawn directly in 16 bits, jax gives at most 1,024 and 128."""
+    jax_dtype, torch_dtype = HALF[dtype]
+    shape = (100, 100)
+    ours = np.asarray(getattr(init, name)(jax.random.key(0), shape, jax_dtype, **kwargs))
+    torch.manual_seed(0)
+    theirs = getattr(torch.nn.init, name + "_")(torch.empty(shape, dtype=torch_dtype), **kwargs)
+    theirs = theirs.float().numpy()
+    ours = ours.astype(np.float32)
+    n_ours, n_theirs = len(np.unique(ours)), len(np.unique(theirs))
+    assert abs(n_ours / n_theirs - 1) < 0.06, (n_ours, n_theirs)
+    assert ks_2samp(ours.ravel(), theirs.ravel()).pvalue > P_MIN
+
+
+def test_half_precision_trunc_normal_draws_in_float32_unlike_jax():
+    key, shape = jax.random.key(1), (10_000,)
+    direct = jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.bfloat16)
+    assert len(np.unique(np.asarray(direct, np.float32))) <= 128
+    ours = init.trunc_normal(key, shape, jnp.bfloat16)
+    assert ours.dtype == jnp.bfloat16
+    assert len(np.unique(np.asarray(ours, np.float32))) > 1000
+    assert float(jnp.min(ours)) >= -2.0 and float(jnp.max(ours)) <= 2.0
 
 
 # --- reinit: seed 003, section 2.1 --------------------------------------------------------

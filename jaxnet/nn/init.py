@@ -19,6 +19,10 @@ How this differs from ``jax.nn.initializers``:
 - ``jax.nn.initializers.truncated_normal(stddev)`` truncates at ±2 *standard deviations*;
   torch's ``trunc_normal_(mean, std, a, b)`` and :func:`trunc_normal` take *absolute*
   bounds ``a``, ``b`` (default ±2 whatever ``std`` is).
+- jax samples float16 and bfloat16 directly in that dtype, from a uniform with 10 or 7
+  random bits: 10,000 draws take at most 1,024 or 128 distinct values. torch draws in
+  float32 and rounds; so do jaxnet's random initialisers, which then take as many
+  distinct values as torch's.
 
 :func:`reinit` is the functional form of torch's ``net.apply(init_fn)``: it re-initialises
 the parameters of selected layers and returns a new params tree.
@@ -33,6 +37,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxnet._checks import check_positive_int, check_real
 
 Shape = Sequence[int]
 LayerInit = Callable[[jax.Array, Any, dict], dict]
@@ -91,7 +98,9 @@ def fan_in_and_fan_out(shape: Shape) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a torch-layout weight shape ``[out, in, *kernel]``.
 
     ``fan_in = in * prod(kernel)`` and ``fan_out = out * prod(kernel)``, as torch's
-    ``nn.init._calculate_fan_in_and_fan_out``; shapes with fewer than 2 dims raise.
+    ``nn.init._calculate_fan_in_and_fan_out``; shapes with fewer than 2 dims raise. For a
+    grouped convolution the weight is ``[out, in / groups, *kernel]``, so ``fan_in`` is
+    ``in / groups * prod(kernel)``, as in torch.
     """
     return _fans(shape, "fan_in_and_fan_out")
 
@@ -115,6 +124,16 @@ def _fan(shape: Shape, mode: str, caller: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
+def _warn_if_empty(caller: str, shape: Shape) -> None:
+    """torch's ``kaiming_uniform_``/``kaiming_normal_`` warn on zero-element tensors: so
+    does jaxnet, with torch's words (the result is an empty array)."""
+    if math.prod(shape) == 0:
+        warnings.warn(
+            f"{caller}: Initializing zero-element tensors is a no-op (shape {tuple(shape)})",
+            stacklevel=3,
+        )
+
+
 def _std(gain: float, fan: float) -> float:
     """``gain / sqrt(fan)``; fan is 0 only for zero-element shapes, which have no values."""
     return gain / math.sqrt(fan) if fan > 0 else 0.0
@@ -133,13 +152,20 @@ def _flat(shape: Shape) -> tuple[int]:
     return (math.prod(shape),)
 
 
+def _sampling_dtype(dtype: Any) -> Any:
+    """The dtype to draw samples of ``dtype`` in: float32 for float16 and bfloat16 (as
+    torch draws them, then rounds), else ``dtype`` itself."""
+    return jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+
+
 def uniform(
     key: jax.Array, shape: Shape, dtype: Any = jnp.float32, a: float = 0.0, b: float = 1.0
 ) -> jax.Array:
     """Samples of ``U(a, b)`` (``torch.nn.init.uniform_``), via ``jax.random.uniform``."""
     if a > b:
         raise ValueError(f"uniform: expected a <= b, got a={a}, b={b}")
-    return jax.random.uniform(key, _flat(shape), dtype, a, b).reshape(shape)
+    u = jax.random.uniform(key, _flat(shape), _sampling_dtype(dtype), a, b)
+    return u.reshape(shape).astype(dtype)
 
 
 def normal(
@@ -148,7 +174,7 @@ def normal(
     """Samples of ``N(mean, std**2)`` (``torch.nn.init.normal_``), not truncated."""
     if std < 0:
         raise ValueError(f"normal: expected std >= 0, got std={std}")
-    z = jax.random.normal(key, _flat(shape), dtype).reshape(shape)
+    z = jax.random.normal(key, _flat(shape), _sampling_dtype(dtype)).reshape(shape)
     return (mean + std * z).astype(dtype)
 
 
@@ -180,8 +206,8 @@ def trunc_normal(
             stacklevel=2,
         )
     lower, upper = (a - mean) / std, (b - mean) / std
-    z = jax.random.truncated_normal(key, lower, upper, _flat(shape), dtype).reshape(shape)
-    return jnp.clip(mean + std * z, a, b).astype(dtype)  # clip: rounding of mean + std * z
+    z = jax.random.truncated_normal(key, lower, upper, _flat(shape), _sampling_dtype(dtype))
+    return jnp.clip(mean + std * z.reshape(shape), a, b).astype(dtype)  # clip: rounding
 
 
 def constant(
@@ -253,9 +279,10 @@ def kaiming_uniform(
 
     ``gain = calculate_gain(nonlinearity, a)``; ``fan`` is fan_in or fan_out of the
     torch-layout shape. torch's default ``Linear`` init is ``a=sqrt(5)``, which gives
-    ``bound = 1 / sqrt(in_features)``.
+    ``bound = 1 / sqrt(in_features)``. A zero-element shape warns, as in torch.
     """
     fan = _fan(shape, mode, "kaiming_uniform")
+    _warn_if_empty("kaiming_uniform", shape)
     bound = math.sqrt(3.0) * _std(_gain(nonlinearity, a, "kaiming_uniform"), fan)
     return uniform(key, shape, dtype, -bound, bound)
 
@@ -270,9 +297,11 @@ def kaiming_normal(
 ) -> jax.Array:
     """``N(0, std**2)``, ``std = gain / sqrt(fan)`` (``kaiming_normal_``).
 
-    A plain normal, where ``jax.nn.initializers.he_normal`` truncates.
+    A plain normal, where ``jax.nn.initializers.he_normal`` truncates. A zero-element
+    shape warns, as in torch.
     """
     fan = _fan(shape, mode, "kaiming_normal")
+    _warn_if_empty("kaiming_normal", shape)
     std = _std(_gain(nonlinearity, a, "kaiming_normal"), fan)
     return normal(key, shape, dtype, 0.0, std)
 
@@ -293,8 +322,74 @@ def orthogonal(
     if math.prod(shape) == 0:  # torch leaves empty tensors alone
         return jnp.zeros(shape, dtype)
     rows = shape[0]
-    q = jax.random.orthogonal(key, rows, (), dtype, m=math.prod(shape) // rows)  # (rows, cols)
+    cols = math.prod(shape) // rows
+    q = jax.random.orthogonal(key, rows, (), _sampling_dtype(dtype), m=cols)  # (rows, cols)
     return (gain * q).reshape(shape).astype(dtype)
+
+
+def dirac(
+    key: jax.Array | None, shape: Shape, dtype: Any = jnp.float32, groups: int = 1
+) -> jax.Array:
+    """A convolution weight that passes its input through (``torch.nn.init.dirac_``).
+
+    ``shape`` is ``[out, in / groups, *kernel]`` with 1, 2 or 3 kernel dims. In each of
+    the ``groups`` blocks of ``out / groups`` output channels, output channel ``d`` has a
+    1 at input channel ``d`` and the kernel's centre (``k // 2`` in each dim), for ``d <
+    min(out / groups, in / groups)``; everything else is 0. ``key`` is ignored.
+    """
+    del key
+    shape = tuple(shape)
+    if len(shape) not in (3, 4, 5):
+        raise ValueError(
+            f"dirac: expected a 3-, 4- or 5-D convolution weight shape [out, in/groups, "
+            f"*kernel], got {shape}"
+        )
+    check_positive_int("dirac", groups=groups)
+    if shape[0] % groups:
+        raise ValueError(
+            f"dirac: the out channels (dim 0) must be divisible by groups={groups}, "
+            f"got shape {shape}"
+        )
+    per_group = shape[0] // groups
+    channels = np.arange(min(per_group, shape[1]))
+    centre = tuple(k // 2 for k in shape[2:])
+    weight = np.zeros(shape)
+    for g in range(groups):
+        weight[(g * per_group + channels, channels, *centre)] = 1
+    return jnp.asarray(weight, dtype)
+
+
+def sparse(
+    key: jax.Array,
+    shape: Shape,
+    dtype: Any = jnp.float32,
+    *,
+    sparsity: float,
+    std: float = 0.01,
+) -> jax.Array:
+    """A 2-D ``N(0, std**2)`` matrix with zeros in each column (``torch.nn.init.sparse_``).
+
+    In every column, ``ceil(sparsity * rows)`` entries at random rows are 0 (Martens,
+    2010, "Deep learning via Hessian-free optimization"). ``sparsity`` is keyword-only so
+    that ``partial(sparse, sparsity=0.1)`` is an initialiser with the common ``(key,
+    shape, dtype)`` signature.
+    """
+    shape = tuple(shape)
+    if len(shape) != 2:
+        raise ValueError(f"sparse: expected a 2-D shape, got {shape}")
+    check_real("sparse", "sparsity", sparsity)
+    if not 0 <= sparsity <= 1:
+        raise ValueError(f"sparse: sparsity must be a fraction in [0, 1], got {sparsity!r}")
+    if std < 0:
+        raise ValueError(f"sparse: expected std >= 0, got std={std}")
+    rows, _ = shape
+    normal_key, rows_key = jax.random.split(key)
+    values = normal(normal_key, shape, dtype, 0.0, std)
+    # Per column, an independent permutation of the row numbers: the rows whose number
+    # lands below n_zeros are a uniformly random set of n_zeros rows.
+    row_numbers = jnp.broadcast_to(jnp.arange(rows)[:, None], shape)
+    shuffled = jax.random.permutation(rows_key, row_numbers, axis=0, independent=True)
+    return jnp.where(shuffled < math.ceil(sparsity * rows), jnp.zeros((), dtype), values)
 
 
 # --- re-initialising layers of a model ------------------------------------------------
