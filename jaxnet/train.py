@@ -43,6 +43,7 @@ from jaxnet import parallel
 from jaxnet._checks import check_positive_int
 from jaxnet.datasets import batch_order
 from jaxnet.datasets.batching import num_examples
+from jaxnet.optim.lr_scheduler import update_plateau
 
 NAN_POLICIES = ("stop", "skip")
 
@@ -84,7 +85,7 @@ class TrainState:
         params = _copy(params)
         return cls(
             params,
-            optimizer.init(params),
+            _copy(optimizer.init(params)),  # an init may hand one buffer to two leaves
             jnp.zeros((), jnp.int32),
             _copy(key),
             _copy(buffers or {}),
@@ -423,6 +424,7 @@ def fit(
     chunks_per_epoch: int = 10,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
+    plateau_metric: str | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Train for ``epochs`` more epochs over shuffled mini-batches; returns ``(state, history)``.
 
@@ -447,6 +449,11 @@ def fit(
     ``eval_data`` (:func:`evaluate`, with the state's buffers when ``has_state``); give
     both or neither. ``history`` holds per-step losses, per-epoch mean loss and metrics,
     the compile time and the training time (without compilation).
+
+    ``plateau_metric`` names the evaluation metric that steps the optimiser's
+    ``ReduceLROnPlateau`` (built with :func:`jaxnet.optim.lr_scheduler.scale_by_plateau`)
+    once an epoch, as torch's ``scheduler.step(val_loss)``; the new learning rate is a
+    value in the optimiser state, so nothing recompiles.
 
     With a ``mesh`` (:func:`jaxnet.parallel.make_mesh`) training is data parallel: the
     state and the data sets are replicated on its devices and each index batch is split
@@ -474,6 +481,8 @@ def fit(
         metric_fn = _metrics_of_variables(metric_fn, has_state)
         variables = (state.params, state.buffers)
         _check_metrics("fit", metric_fn, variables, eval_data, min(_EVAL_BATCH, n_eval))
+    if plateau_metric is not None:
+        _check_plateau(plateau_metric, metric_fn, state, eval_data, n_eval)
     steps = n // batch_size
     if steps == 0:
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
@@ -514,7 +523,7 @@ def fit(
                 holder, compiled, run_chunk, train_data, history, place, chunk=chunk,
                 epoch=epoch, last=first_epoch + epochs, steps=steps, n=n,
                 batch_size=batch_size, shuffle=shuffle, nan_policy=nan_policy,
-                progress=progress,
+                progress=progress, plateau_metric=plateau_metric,
                 evaluate_fn=None if metric_fn is None else functools.partial(
                     _evaluate_state, jax.jit(metric_fn), eval_data, n_eval
                 ),
@@ -524,6 +533,30 @@ def fit(
             error.state = holder["state"]
         raise
     return holder["state"], history
+
+
+_step_plateau = jax.jit(update_plateau)
+
+
+def _check_plateau(
+    name: str, metric_fn: Callable | None, state: TrainState, eval_data: Any, n_eval: int
+) -> None:
+    """``name`` is one of ``metric_fn``'s metrics and the optimiser has a plateau state."""
+    if metric_fn is None:
+        raise ValueError("fit: plateau_metric needs metric_fn and eval_data to evaluate it")
+    batch = jax.tree.map(lambda a: a[: min(_EVAL_BATCH, n_eval)], eval_data)
+    names = jax.eval_shape(metric_fn, (state.params, state.buffers), batch)
+    if name not in names:
+        raise ValueError(
+            f"fit: plateau_metric {name!r} is not a metric of metric_fn: {list(names)}"
+        )
+    try:
+        jax.eval_shape(update_plateau, state.opt_state, 0.0)
+    except ValueError:
+        raise ValueError(
+            "fit: plateau_metric needs an optimiser with a ReduceLROnPlateau: "
+            "optax.chain(optimizer, lr_scheduler.scale_by_plateau(plateau))"
+        ) from None
 
 
 def _warn_dropped(n: int, batch_size: int, shuffle: bool) -> None:
@@ -573,6 +606,7 @@ def _fit_epoch(
     shuffle: bool,
     nan_policy: str,
     progress: bool,
+    plateau_metric: str | None,
     evaluate_fn: Callable | None,
 ) -> None:
     """One epoch of :func:`fit`: its chunks, pipelined, then the evaluation; ``holder``
@@ -610,6 +644,9 @@ def _fit_epoch(
     history["epoch_loss"].append(float(np.nanmean(epoch_losses)))
     if evaluate_fn is not None:
         history["eval"].append(evaluate_fn(state))
+        if plateau_metric is not None:
+            metric = history["eval"][-1][plateau_metric]
+            holder["state"] = state.replace(opt_state=_step_plateau(state.opt_state, metric))
         if progress:
             tqdm.write(
                 f"epoch {epoch + 1}/{last}: train loss {history['epoch_loss'][-1]:.4f}, "
