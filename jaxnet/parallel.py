@@ -15,6 +15,12 @@ keeps the data set replicated and shards only the ``(steps, B)`` index batches a
 ``B``, so each device gathers its own examples locally; the data set itself is never
 all-gathered. Large weights can also be split over ``'model'`` (:func:`shard_params`).
 
+Layers that compute batch statistics (BatchNorm) see the whole global batch: the loss
+is one function of the sharded batch, so its means and variances are reduced over every
+device, as torch's ``SyncBatchNorm`` computes them (not per device, as
+``DistributedDataParallel`` with a plain ``BatchNorm`` would). Buffers are replicated
+with the rest of the state.
+
 The same code runs on one device (a 1x1 mesh) or many: the mesh is an argument ::
 
     mesh = parallel.make_mesh()                  # every device on 'data'
