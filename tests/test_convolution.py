@@ -23,13 +23,19 @@ F32 = {"rtol": 1e-5, "atol": 1e-5}
 SWEEP = settings(max_examples=20, deadline=None)
 
 
-def assert_matches_torch(jax_fn, torch_fn, arrays, tol=F64, seed=0):
+def assert_matches_torch(jax_fn, torch_fn, arrays, tol=F64, seed=0, jit=False):
     """``jax_fn(*arrays)`` equals ``torch_fn(*tensors)`` and so do the gradients with
-    respect to every array (for one random cotangent)."""
+    respect to every array (for one random cotangent). ``jit=True`` computes them in one
+    compiled call: cheaper than compiling each of many small operations eagerly (pooling
+    folds one slice per window element)."""
     rng = np.random.default_rng(seed)
-    y, vjp = jax.vjp(jax_fn, *arrays)
-    cotangent = rng.normal(size=y.shape).astype(arrays[0].dtype)
-    grads = vjp(cotangent)
+    cotangent = rng.normal(size=jax.eval_shape(jax_fn, *arrays).shape).astype(arrays[0].dtype)
+
+    def value_and_grads(arrays, cotangent):
+        y, vjp = jax.vjp(jax_fn, *arrays)
+        return y, vjp(cotangent)
+
+    y, grads = (jax.jit(value_and_grads) if jit else value_and_grads)(arrays, cotangent)
     tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
     yt = torch_fn(*tensors)
     yt.backward(torch.tensor(cotangent))
@@ -246,7 +252,10 @@ def test_max_pool2d_matches_torch(config):
     shape, options = config
     x = normal(np.random.default_rng(3), *shape)
     assert_matches_torch(
-        lambda x: C.max_pool2d(x, **options), lambda x: TF.max_pool2d(x, **options), [x]
+        lambda x: C.max_pool2d(x, **options),
+        lambda x: TF.max_pool2d(x, **options),
+        [x],
+        jit=True,
     )
 
 
@@ -280,7 +289,10 @@ def test_adaptive_pooling_matches_torch(size, output_size):
         (C.adaptive_max_pool2d, TF.adaptive_max_pool2d),
     ]:
         assert_matches_torch(
-            lambda x, f=ours: f(x, output_size), lambda x, f=theirs: f(x, output_size), [x]
+            lambda x, f=ours: f(x, output_size),
+            lambda x, f=theirs: f(x, output_size),
+            [x],
+            jit=True,
         )
 
 
