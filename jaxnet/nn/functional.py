@@ -5,6 +5,7 @@ Every function is pure and works under ``jax.grad``, ``jax.jit`` and ``jax.vmap`
 takes its randomness as an argument (a PRNG key or a keep-mask) and ``batch_norm`` returns
 its updated running statistics instead of modifying them: see :func:`dropout` and
 :func:`batch_norm`.
+
 Values *and* gradients follow torch, including the places where JAX's own choice
 differs: ``leaky_relu``'s slope and ``l1_loss``'s zero gradient at 0, the exact-erf
 ``gelu`` by default, ``binary_cross_entropy``'s clamped logs and clamped gradient, and
