@@ -75,10 +75,14 @@ def batch_norm(
             f"{name}: expected input (N, C), (N, C, L) or (N, C, H, W), channels on axis 1, "
             f"got shape {input.shape}"
         )
-    vectors = {"running_mean": running_mean, "running_var": running_var}
-    vectors |= {"weight": weight, "bias": bias}
     running_mean, running_var, weight, bias = (
-        _channel_vector(name, what, value, input) for what, value in vectors.items()
+        _channel_vector(name, what, value, input)
+        for what, value in (
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+            ("weight", weight),
+            ("bias", bias),
+        )
     )
     if (running_mean is None) != (running_var is None):
         raise ValueError(
