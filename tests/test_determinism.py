@@ -49,7 +49,7 @@ def trained(seed: int) -> train.TrainState:
 
 def train_and_save(path: str, seed: int) -> None:
     """What each child process runs: train, then write the weights."""
-    save_weights(path, trained(seed).params)
+    save_weights(path, NET, trained(seed).params)
 
 
 # The child configures JAX as tests/conftest.py does, so all three runs compute alike.
@@ -101,7 +101,7 @@ def test_same_seed_same_bits_across_processes(tmp_path):
         for child in children:
             child.kill()  # no-op for a child that has exited
     here = tmp_path / "here.safetensors"
-    save_weights(here, trained(0).params)
+    save_weights(here, NET, trained(0).params)
     assert paths[0].read_bytes() == paths[1].read_bytes() == here.read_bytes()
 
 
