@@ -28,7 +28,7 @@ def test_each_crop_is_a_window_of_the_zero_padded_image(size, padding):
     h, w = (size, size) if isinstance(size, int) else size
     assert out.shape == (400, 2, h, w)
     # torch's F.pad with zeros, as RandomCrop(padding=...) pads
-    padded = torch.nn.functional.pad(torch.from_numpy(np.asarray(images)), (padding,) * 4).numpy()
+    padded = torch.nn.functional.pad(torch.from_numpy(np.array(images)), (padding,) * 4).numpy()
     rows, columns = padded.shape[2] - h + 1, padded.shape[3] - w + 1
     seen = set()
     for n in range(len(out)):
@@ -73,7 +73,7 @@ def test_flip_probability_within_a_binomial_bound(p):
 def test_flip_mirrors_the_last_axis_like_torch():
     images = distinct_images(2)
     out = random_horizontal_flip(jax.random.key(0), images, p=1.0)
-    np.testing.assert_array_equal(out, torch.flip(torch.from_numpy(np.asarray(images)), [-1]))
+    np.testing.assert_array_equal(out, torch.flip(torch.from_numpy(np.array(images)), [-1]))
 
 
 def numpy_normalize(x, mean, std):
