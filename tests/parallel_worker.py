@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxnet
 from jaxnet import checkpoint, datasets, nn, optim, parallel, train
 from jaxnet.nn import functional as F
 
@@ -28,6 +27,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 NET = nn.MLP(12, [32], 4)
 CLASSIFIER = nn.MLP(12, [32], 3)
+BN_CLASSIFIER = nn.Sequential(nn.Linear(12, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 3))
 OPTIMIZERS = {"sgd": lambda: optim.SGD(0.05, momentum=0.9), "adam": lambda: optim.Adam(1e-2)}
 
 
@@ -46,14 +46,14 @@ def accuracy(params, batch):
     return {"accuracy": jnp.argmax(CLASSIFIER.apply(params, x), axis=-1) == labels}
 
 
-def weights(inputs, prefix: str, model: nn.Sequential):
+def weights(inputs, prefix: str, model: nn.Module):
+    """The model's params and buffers from torch's ``state_dict`` saved under ``prefix``."""
     torch_names = {k[len(prefix) :]: inputs[k] for k in inputs.files if k.startswith(prefix)}
-    shapes = jax.eval_shape(model.init, jax.random.key(0))  # a template, nothing computed
-    return jaxnet.load_state_dict(shapes, torch_names)
+    return model.load_state_dict(torch_names)
 
 
-def flat(prefix: str, params) -> dict[str, np.ndarray]:
-    return {f"{prefix}{k}": v for k, v in jaxnet.state_dict(params).items()}
+def flat(prefix: str, params, model: nn.Module = NET, buffers=None) -> dict[str, np.ndarray]:
+    return {f"{prefix}{k}": v for k, v in model.state_dict(params, buffers).items()}
 
 
 def collectives(compiled) -> dict[str, int]:
@@ -78,18 +78,42 @@ def error_of(call) -> str:
 def fit_run(inputs, mesh, loss_fn=cross_entropy, batch_size=64):
     """Two epochs of 8 steps (2 compiled chunks each) and accuracy after each epoch."""
     opt = optim.SGD(0.1, momentum=0.9)
-    state = train.TrainState.create(weights(inputs, "c.", CLASSIFIER), opt, jax.random.key(3))
+    params = weights(inputs, "c.", CLASSIFIER).params
+    state = train.TrainState.create(params, opt, jax.random.key(3))
     train_data, eval_data = (inputs["cx"], inputs["cy"]), (inputs["ex"], inputs["ey"])
     return train.fit(state, loss_fn, opt, train_data, epochs=2, batch_size=batch_size,
-                     metric_fn=accuracy, eval_data=eval_data, updates_per_epoch_bar=2,
+                     metric_fn=accuracy, eval_data=eval_data, chunks_per_epoch=2,
                      progress=False, mesh=mesh)  # fmt: skip
+
+
+def bn_cross_entropy(params, buffers, batch, key):
+    x, labels = batch  # (B, 12), (B,): B sharded over the mesh's 'data' axis
+    logits, buffers = BN_CLASSIFIER.apply(params, x, buffers=buffers, key=key, training=True)
+    return F.cross_entropy(logits, labels), buffers
+
+
+def bn_accuracy(params, buffers, batch):
+    x, labels = batch
+    logits, _ = BN_CLASSIFIER.apply(params, x, buffers=buffers, training=False)
+    return {"accuracy": jnp.argmax(logits, axis=-1) == labels}
+
+
+def bn_fit_run(inputs, mesh):
+    """``fit_run`` for the classifier with BatchNorm: two epochs, eval-mode accuracy."""
+    opt = optim.SGD(0.1, momentum=0.9)
+    loaded = weights(inputs, "b.", BN_CLASSIFIER)
+    state = train.TrainState.create(loaded.params, opt, jax.random.key(4), loaded.buffers)
+    train_data, eval_data = (inputs["cx"], inputs["cy"]), (inputs["ex"], inputs["ey"])
+    return train.fit(state, bn_cross_entropy, opt, train_data, epochs=2, batch_size=64,
+                     metric_fn=bn_accuracy, eval_data=eval_data, has_state=True,
+                     chunks_per_epoch=2, progress=False, mesh=mesh)  # fmt: skip
 
 
 def devices(folder: Path) -> None:
     """Single device against an 8x1 and a 4x2 mesh: loop, step, fit, checkpoints, errors."""
     inputs = np.load(folder / "inputs.npz")
     x, y, order = inputs["x"], inputs["y"], inputs["order"]  # order: (steps, 32)
-    params = weights(inputs, "r.", NET)
+    params = weights(inputs, "r.", NET).params
     key = jax.random.key(0)
     data_mesh, model_mesh = parallel.make_mesh(), parallel.make_mesh(model=2)
     arrays: dict[str, np.ndarray] = {}
@@ -116,7 +140,7 @@ def devices(folder: Path) -> None:
             arrays[f"{name}_{mesh_name}_loss"] = np.asarray(metrics["loss"])
             arrays.update(flat(f"{name}_{mesh_name}.", state.params))
             if (name, mesh_name) == ("adam", "model"):
-                checkpoint.save_weights(folder / "sharded_weights.safetensors", state.params, NET)
+                checkpoint.save_weights(folder / "sharded_weights.safetensors", NET, state.params)
                 checkpoint.save_state(folder / "sharded_state.safetensors", state)
                 arrays["sharded_logits"] = np.asarray(NET.apply(state.params, x[:16]))
 
@@ -133,12 +157,19 @@ def devices(folder: Path) -> None:
         state, history = fit_run(inputs, mesh)
         arrays[f"fit_{mesh_name}_loss"] = np.asarray(history["step_loss"])
         arrays[f"fit_{mesh_name}_accuracy"] = np.asarray([e["accuracy"] for e in history["eval"]])
-        arrays.update(flat(f"fit_{mesh_name}.", state.params))
+        arrays.update(flat(f"fit_{mesh_name}.", state.params, CLASSIFIER))
         report["shardings"][f"fit_{mesh_name}_devices"] = len(state.params["0"]["weight"].devices())
-    keys = [jax.random.fold_in(jax.random.key(3), e) for e in range(2)]  # fit's epoch keys
-    arrays["fit_order"] = np.stack(
-        [np.stack(datasets.batch_order(k, len(inputs["cx"]), 64, drop_last=True)) for k in keys]
-    )  # (epochs, steps, B)
+        state, history = bn_fit_run(inputs, mesh)
+        arrays[f"bn_{mesh_name}_loss"] = np.asarray(history["step_loss"])
+        arrays[f"bn_{mesh_name}_accuracy"] = np.asarray([e["accuracy"] for e in history["eval"]])
+        arrays.update(flat(f"bn_{mesh_name}.", state.params, BN_CLASSIFIER, state.buffers))
+        report["shardings"][f"bn_{mesh_name}_devices"] = len(
+            state.buffers["1"]["running_mean"].devices()
+        )
+    for name, key in (("fit", jax.random.key(3)), ("bn", jax.random.key(4))):
+        arrays[f"{name}_order"] = np.stack(
+            [train.epoch_batch_order(key, e, len(inputs["cx"]), 64) for e in range(2)]
+        )  # (epochs, steps, B): fit's batches
 
     def traced(params, batch):
         raise RuntimeError("fit compiled the loss before checking the batch size")
@@ -161,7 +192,7 @@ def process(folder: Path, pid: int, port: int) -> None:
     x, y = inputs["x"], inputs["y"]
     mesh = parallel.make_mesh()  # the 4 devices of both processes on 'data'
     opt = OPTIMIZERS["sgd"]()
-    state = train.TrainState.create(weights(inputs, "r.", NET), opt, jax.random.key(0))
+    state = train.TrainState.create(weights(inputs, "r.", NET).params, opt, jax.random.key(0))
     state = parallel.replicate(state, mesh)
     step = train.make_train_step(mse, opt)
     pieces = parallel.host_batch_order(jax.random.key(7), len(x), 32)  # this host's 16 of 32

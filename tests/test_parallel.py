@@ -43,6 +43,13 @@ def torch_net(out_features: int) -> torch.nn.Sequential:
     )
 
 
+def torch_bn_net() -> torch.nn.Sequential:
+    """The worker's ``BN_CLASSIFIER``."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(12, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 3)
+    )
+
+
 def torch_optimizer(name: str, net: torch.nn.Module, lr: float | None = None):
     if name == "sgd":
         return torch.optim.SGD(net.parameters(), lr=lr or 0.05, momentum=0.9)
@@ -67,9 +74,17 @@ def assert_params(got: dict, prefix: str, expected: dict, atol: float) -> None:
         np.testing.assert_allclose(got[prefix + name], np.asarray(value), rtol=0, atol=atol)
 
 
+def with_devices(devices: int) -> dict[str, str]:
+    """This process's environment with XLA_FLAGS asking for ``devices`` CPU devices (in
+    place of any device count it asked for)."""
+    flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "",
+                   os.environ.get("XLA_FLAGS", ""))  # fmt: skip
+    flags = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+
+
 def run_worker(args: list[str], devices: int) -> subprocess.Popen:
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
-    env = {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"}
+    env = with_devices(devices)
     return subprocess.Popen([sys.executable, str(WORKER), *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
 
@@ -95,7 +110,7 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("parallel")
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    regression, classifier = torch_net(4), torch_net(3)
+    regression, classifier, bn_classifier = torch_net(4), torch_net(3), torch_bn_net()
     teacher = rng.standard_normal((12, 3))
     cx, ex = (rng.standard_normal((n, 12)).astype(np.float32) for n in (512, 256))
     arrays = {
@@ -108,6 +123,7 @@ def inputs(tmp_path_factory):
         "ey": np.argmax(ex @ teacher, axis=1).astype(np.int32),
         **{f"r.{k}": v.numpy() for k, v in regression.state_dict().items()},
         **{f"c.{k}": v.numpy() for k, v in classifier.state_dict().items()},
+        **{f"b.{k}": v.numpy() for k, v in bn_classifier.state_dict().items()},
     }
     np.savez(folder / "inputs.npz", **arrays)
     return folder, arrays
@@ -232,13 +248,60 @@ def test_fit_with_mesh_equals_one_device_and_torch(devices_run, inputs):
     assert_params(got, "fit_data.", net.state_dict(), PARAM_ATOL)
 
 
+def torch_bn_classifier(arrays) -> torch.nn.Sequential:
+    net = torch_bn_net()
+    net.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k[:2] == "b."})
+    return net
+
+
+def test_fit_with_mesh_normalises_batchnorm_over_the_global_batch(devices_run, inputs):
+    """``fit(mesh=...)`` on 8 devices (8 examples each) computes BatchNorm's statistics over
+    the global batch of 64: torch's ``BatchNorm1d`` on the whole batch, which is what
+    ``SyncBatchNorm`` computes over 8 ranks. The running statistics, the eval-mode
+    accuracy and the parameters agree; normalising each device's 8 examples alone (plain
+    ``DistributedDataParallel``) would give another loss."""
+    got, report = devices_run
+    _, arrays = inputs
+    assert report["shardings"]["bn_data_devices"] == 8
+    assert report["shardings"]["bn_single_devices"] == 1
+    net = torch_bn_classifier(arrays)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    losses, accuracy = [], []
+    for epoch_order in got["bn_order"]:  # (2 epochs, 8 steps, 64)
+        net.train()
+        losses += torch_train(net, opt, torch.nn.functional.cross_entropy, arrays["cx"],
+                              arrays["cy"].astype(np.int64), epoch_order)  # fmt: skip
+        net.eval()
+        with torch.no_grad():
+            predicted = net(torch.from_numpy(arrays["ex"])).argmax(-1).numpy()
+        accuracy.append(np.mean(predicted == arrays["ey"]))
+    np.testing.assert_allclose(got["bn_data_loss"], losses, rtol=LOSS_RTOL)
+    np.testing.assert_allclose(got["bn_data_loss"], got["bn_single_loss"], rtol=SHARD_RTOL)
+    np.testing.assert_array_equal(got["bn_data_accuracy"], accuracy)
+    np.testing.assert_array_equal(got["bn_data_accuracy"], got["bn_single_accuracy"])
+    expected = net.state_dict()
+    assert int(got["bn_data.1.num_batches_tracked"]) == int(expected["1.num_batches_tracked"]) == 16
+    del expected["1.num_batches_tracked"]
+    assert_params(got, "bn_data.", expected, PARAM_ATOL)
+    single = {k.split(".", 1)[1]: got[k] for k in got.files if k.startswith("bn_single.")}
+    assert_params(got, "bn_data.", single, SHARD_ATOL)
+
+    # Per-device statistics (each device's 8 examples normalised alone) differ.
+    per_device = torch_bn_classifier(arrays)
+    idx = torch.from_numpy(got["bn_order"][0, 0].astype(np.int64))
+    x, y = torch.from_numpy(arrays["cx"])[idx], torch.from_numpy(arrays["cy"].astype(np.int64))[idx]
+    with torch.no_grad():
+        logits = torch.cat([per_device(piece) for piece in x.split(8)])
+    local_loss = torch.nn.functional.cross_entropy(logits, y).item()
+    assert abs(local_loss - got["bn_data_loss"][0]) > 1e3 * LOSS_RTOL * abs(local_loss)
+
+
 def test_sharded_checkpoints_load_on_one_device_and_in_torch(devices_run, inputs):
     """Weights and the Adam state of the 4x2 run (weights split over 'model')."""
     got, _ = devices_run
     folder, arrays = inputs
     model = nn.MLP(12, [32], 4)
-    template = jax.eval_shape(model.init, jax.random.key(0))  # shapes and dtypes only
-    params = checkpoint.load_weights(folder / "sharded_weights.safetensors", template, model)
+    params = checkpoint.load_weights(folder / "sharded_weights.safetensors", model).params
     x = arrays["x"][:16]
     twin = torch_net(4)
     twin.load_state_dict(safetensors.torch.load_file(folder / "sharded_weights.safetensors"))
@@ -253,14 +316,14 @@ def test_sharded_checkpoints_load_on_one_device_and_in_torch(devices_run, inputs
     like = train.TrainState.create(params, opt, jax.random.key(0))
     state = checkpoint.load_state(folder / "sharded_state.safetensors", like)
     assert int(state.step) == 10
-    np.testing.assert_array_equal(jaxnet.state_dict(state.params)["0.weight"],
-                                  jaxnet.state_dict(params)["0.weight"])  # fmt: skip
+    np.testing.assert_array_equal(model.state_dict(state.params)["0.weight"],
+                                  model.state_dict(params)["0.weight"])  # fmt: skip
     idx = arrays["order"][0]
     step = train.make_train_step(lambda p, b: F.mse_loss(model.apply(p, b[0]), b[1]), opt)
     state, metrics = step(state, (arrays["x"][idx], arrays["y"][idx]))
     net, losses = torch_regression(arrays, "adam", [*arrays["order"], idx])
     np.testing.assert_allclose(float(metrics["loss"]), losses[-1], rtol=LOSS_RTOL)
-    assert_params(jaxnet.state_dict(state.params), "", net.state_dict(), PARAM_ATOL)
+    assert_params(model.state_dict(state.params), "", net.state_dict(), PARAM_ATOL)
 
 
 @pytest.mark.parametrize(
@@ -340,15 +403,22 @@ def test_host_batch_order_errors():
 
 
 def test_one_device_mesh_and_mesh_errors():
-    mesh = parallel.make_mesh()
+    """Holds on any number of devices (the suite also runs on 8, see below)."""
+    count = jax.device_count()
+    mesh = parallel.make_mesh(1)
     assert dict(mesh.shape) == {"data": 1, "model": 1} and parallel.data_size(mesh) == 1
-    with pytest.raises(ValueError, match=r"make_mesh: num_devices=2 but only 1 devices"):
-        parallel.make_mesh(2)
+    every = parallel.make_mesh()
+    assert dict(every.shape) == {"data": count, "model": 1} and parallel.data_size(every) == count
+    with pytest.raises(
+        ValueError, match=rf"make_mesh: num_devices={count + 1} but only {count} devices"
+    ):
+        parallel.make_mesh(count + 1)
     with pytest.raises(ValueError, match=r"make_mesh: model=0 must be a positive int"):
         parallel.make_mesh(model=0)
     with pytest.raises(TypeError, match=r"data_size: expected a jax.sharding.Mesh, got str"):
         parallel.data_size("data")
-    explicit = jax.make_mesh((1,), ("data",))  # Explicit axes: the gather would need out_sharding
+    # Explicit axes: the gather would need out_sharding
+    explicit = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
     with pytest.raises(ValueError, match=r"replicate: expected mesh axes of type AxisType.Auto"):
         parallel.replicate(np.zeros(3, np.float32), explicit)
     with pytest.raises(ValueError, match=r"shard_params: expected a mesh with a 'model' axis"):
@@ -361,7 +431,7 @@ def test_one_device_mesh_and_mesh_errors():
 
 
 def test_shard_batch_takes_negative_axes_per_leaf_rank():
-    mesh = parallel.make_mesh()
+    mesh = parallel.make_mesh(1)
     tree = {"x": np.zeros((2, 3), np.float32), "idx": np.zeros((5, 4, 3), np.int32)}
     specs = {
         name: leaf.sharding.spec for name, leaf in parallel.shard_batch(tree, mesh, -1).items()
@@ -386,4 +456,26 @@ def test_global_batch_refuses_pieces_of_different_sizes():
         match=r"global_batch: every data array needs the same number of examples on axis 0, "
         r"got shapes \{'\[0\]': \(4, 2\), '\[1\]': \(3,\)\}",
     ):
-        parallel.global_batch((np.zeros((4, 2)), np.zeros(3)), parallel.make_mesh())
+        parallel.global_batch((np.zeros((4, 2)), np.zeros(3)), parallel.make_mesh(1))
+
+
+# The tests above that look at the devices of this process, in a process with 8 of them.
+DEVICE_COUNT_TESTS = (
+    "test_one_device_mesh_and_mesh_errors or test_shard_batch_takes_negative_axes or "
+    "test_global_batch_refuses or test_host_batch_order"
+)
+
+
+def test_device_dependent_tests_pass_on_eight_devices():
+    count = subprocess.run(
+        [sys.executable, "-c", "import jax; print(jax.device_count())"],
+        env=with_devices(8), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert count.stdout.strip() == "8", count.stderr[-2000:]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(Path(__file__)), "-q", "-p", "no:cacheprovider",
+         "-k", DEVICE_COUNT_TESTS],
+        env=with_devices(8), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\b8 passed, \d+ deselected in", result.stdout), result.stdout[-2000:]
