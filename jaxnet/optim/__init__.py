@@ -22,3 +22,6 @@ from jaxnet.optim.optimizers import Adafactor as Adafactor
 from jaxnet.optim.optimizers import Adagrad as Adagrad
 from jaxnet.optim.optimizers import RMSprop as RMSprop
 from jaxnet.optim.optimizers import Rprop as Rprop
+from jaxnet.optim.param_groups import param_groups as param_groups
+from jaxnet.optim.torch_state import load_torch_state_dict as load_torch_state_dict
+from jaxnet.optim.torch_state import torch_state_dict as torch_state_dict

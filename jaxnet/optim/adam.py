@@ -23,6 +23,7 @@ from jaxnet.optim.base import (
     check_kernel_flags,
     l2,
     negate,
+    scale_by_lr,
     torch_optimizer,
 )
 from jaxnet.optim.transforms import ScalarOrSchedule
@@ -49,7 +50,7 @@ def _adam_family(
         None if decoupled else l2(weight_decay),
         scaling,
         l2(weight_decay) if decoupled else None,
-        optax.scale_by_learning_rate(h["lr"]),
+        scale_by_lr(h["lr"]),
     )
 
 

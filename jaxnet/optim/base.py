@@ -9,7 +9,7 @@ parameter.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,24 +24,30 @@ from jaxnet._checks import check_non_negative, check_real
 KERNEL_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 
 
+class ParamGroup(NamedTuple):
+    """One of torch's ``param_groups``: its ``optax.multi_transform`` label (``None`` for
+    a single group of all parameters), ``members(params) -> {dotted name: in the group}``
+    (``None``: all), and its torch hyperparameters (floats or schedules)."""
+
+    label: str | None
+    members: Callable[[Any], dict[str, bool]] | None
+    hyperparameters: Mapping[str, Any]
+
+
 class TorchOptimizer(optax.GradientTransformation):
     """An ``optax.GradientTransformation`` that also records torch's class name and its
     parameter groups, for :func:`jaxnet.optim.torch_state_dict` and
-    :func:`jaxnet.optim.load_torch_state_dict`.
-
-    ``groups`` is a tuple of ``(select, hyperparameters)``: ``select`` is ``None`` for
-    all parameters (a single group) or a ``name, array -> bool`` predicate, and
-    ``hyperparameters`` the group's torch ``param_group`` entries (floats or schedules).
+    :func:`jaxnet.optim.load_torch_state_dict`. It is used as any optax transformation.
     """
 
     name: str
-    groups: tuple[tuple[Callable | None, Mapping[str, Any]], ...]
+    groups: tuple[ParamGroup, ...]
 
     def __new__(
         cls,
         transform: optax.GradientTransformation,
         name: str = "",
-        groups: tuple[tuple[Callable | None, Mapping[str, Any]], ...] = (),
+        groups: tuple[ParamGroup, ...] = (),
     ) -> TorchOptimizer:
         self = super().__new__(cls, transform.init, transform.update)
         self.name = name
@@ -55,7 +61,8 @@ def torch_optimizer(
     """``optax.chain`` of ``parts`` (``None`` skipped), stepping complex and half-precision
     parameters as torch does, recorded as torch's ``name`` with one parameter group."""
     transform = optax.chain(*(part for part in parts if part is not None))
-    return TorchOptimizer(as_torch_steps(transform), name, ((None, dict(hyperparameters)),))
+    group = ParamGroup(None, None, dict(hyperparameters))
+    return TorchOptimizer(as_torch_steps(transform), name, (group,))
 
 
 def as_torch_steps(transform: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -113,6 +120,13 @@ def negate(maximize: bool) -> optax.GradientTransformation | None:
 def l2(weight_decay: float) -> optax.GradientTransformation | None:
     """``weight_decay * param`` added to the gradient (or to the step, when decoupled)."""
     return optax.add_decayed_weights(weight_decay) if weight_decay else None
+
+
+def scale_by_lr(lr: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+    """``-lr`` as a schedule even when constant, so that every optimiser's state counts
+    its steps (torch's ``state['step']``, which :mod:`jaxnet.optim.torch_state` reads
+    and writes)."""
+    return optax.scale_by_learning_rate(lr if callable(lr) else optax.constant_schedule(lr))
 
 
 def check_kernel_flags(owner: str, **flags: Any) -> None:

@@ -46,6 +46,7 @@ from jaxnet.optim.base import (
     check_unit_interval,
     l2,
     negate,
+    scale_by_lr,
     torch_optimizer,
 )
 from jaxnet.optim.transforms import ScalarOrSchedule
@@ -92,7 +93,7 @@ def SGD(
         negate(maximize),
         l2(weight_decay),
         velocity,
-        optax.scale_by_learning_rate(lr),
+        scale_by_lr(lr),
     )
 
 
@@ -135,7 +136,7 @@ def RMSprop(
         l2(weight_decay),
         scale(decay=alpha, eps=eps, eps_in_sqrt=False),
         velocity,
-        optax.scale_by_learning_rate(lr),
+        scale_by_lr(lr),
     )
 
 
@@ -174,7 +175,7 @@ def Adagrad(
         negate(maximize),
         l2(weight_decay),
         transforms.scale_by_adagrad(initial_accumulator_value, eps),
-        optax.scale_by_learning_rate(lr),
+        scale_by_lr(lr),
     )
 
 
@@ -209,7 +210,7 @@ def Adadelta(
         negate(maximize),
         l2(weight_decay),
         optax.scale_by_adadelta(rho=rho, eps=eps),
-        optax.scale_by_learning_rate(lr),
+        scale_by_lr(lr),
     )
 
 
