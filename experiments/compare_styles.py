@@ -1,4 +1,4 @@
-"""PyTorch, Flax NNX and jaxnet side by side: seven small programs, their outputs, length and speed.
+"""PyTorch, Flax NNX and jaxnet side by side: nine small programs, their outputs, length and speed.
 
 Runs every section of :mod:`experiments.styles` in the three styles from the same
 initial weights (torch's default initialisation, copied into NNX and jaxnet), checks
@@ -185,6 +185,58 @@ SECTION_LIST = (
         `nonlocal state` in `next_step`. The first call pays for tracing and compiling (the
         "first result" column).""",
     ),
+    Section(
+        "dropout",
+        "Dropout (randomness)",
+        lambda rng: (
+            rng.standard_normal((32, 20), dtype=np.float32),
+            rng.standard_normal((32, 1), dtype=np.float32),
+        ),
+        """The masks differ between the three libraries (three random number generators), so
+        what is compared is what does not depend on them: the eval pass, that the same seed
+        replays the same masks and the next call draws new ones, and the 1 / (1 - p)
+        scaling. Where the randomness and the mode live is what differs. PyTorch draws
+        from a global generator and reads a flag on every module (`net.train()`,
+        `net.eval()`): replaying a mask means re-seeding the generator that every other
+        random draw shares. NNX keeps a stream (`nnx.Rngs(dropout=...)`) inside the Dropout
+        layer, advanced in place by each call, and `net.eval()` sets `deterministic` on it;
+        replaying means copying the module (`nnx.clone`). In jaxnet both are arguments of
+        the call: `net.apply(params, x, key=key)` gives the same masks for the same key,
+        `training=False` is eval, a new step passes a new key (`fold_in(key, step)`), and
+        each Dropout layer derives its own key from the call's and its position, so adding
+        a layer leaves the others' masks alone.""",
+        """The caller chooses and advances the keys: passing the same key at every step
+        trains with the same masks every time, and a model with Dropout called in training
+        mode without a key is an error rather than a default. `training` is a Python bool
+        (a static argument under `jax.jit`), so the training and the eval pass are two
+        compilations.""",
+    ),
+    Section(
+        "batchnorm",
+        "BatchNorm (state)",
+        lambda rng: (
+            rng.standard_normal((3, 32, 8), dtype=np.float32),
+            rng.standard_normal((3, 32, 1), dtype=np.float32),
+            rng.standard_normal((16, 8), dtype=np.float32),
+        ),
+        """Three SGD steps in training mode, then an eval pass: the running statistics, the
+        losses, the weights and the eval outputs agree. PyTorch updates the running mean
+        and variance in place inside `forward`, as a side effect of a training-mode call,
+        and `state_dict()` lists them beside the weights. NNX marks them `nnx.BatchStat`
+        and mutates them in place too; `nnx.BatchNorm` keeps flax's conventions (the biased
+        batch variance in the running variance, momentum as the weight of the old value),
+        so torch's numbers take the small module written here. In jaxnet the running
+        statistics are a second pytree, `buffers`, beside `params`: a training-mode
+        `net.apply(params, x, buffers=buffers)` returns the output and the new buffers, the
+        loss returns them as its auxiliary output (`has_aux=True`, so `jax.grad` never
+        differentiates them), the optimiser never sees them, and `training=False` reads
+        them. One `net.load_state_dict(weights)` loads torch's parameters and buffers
+        together, under torch's names.""",
+        """A second tree threaded through every step beside params and optimiser state: the
+        step takes and returns `buffers`, and forgetting to keep the returned ones silently
+        freezes the statistics at their initial values. `jaxnet.train.fit(has_state=True)`
+        packages this (`loss_fn(params, buffers, batch, key) -> (loss, buffers)`).""",
+    ),
 )
 
 ENSEMBLE_TEXT = """Because a jaxnet model is a pair of pure functions over an explicit params
@@ -205,8 +257,9 @@ so a step is `(state, batch) -> state`; nothing is hidden on objects or in `.gra
 depends only on its arguments, which is what lets `jax.jit` compile it once and re-run
 it, and makes a run reproducible from its inputs. *Transformations*: `jax.grad`,
 `jax.jit` and `jax.vmap` apply to the model's own functions, so gradients of tied
-weights add by construction and an ensemble is one `vmap` (section 8). *Interop*: jaxnet's
-params use torch's names and layout, so torch's weights load without translation.
+weights add by construction and an ensemble is one `vmap` (the ensemble section).
+*Interop*: jaxnet's params and buffers use torch's names and layout, so torch's weights
+and running statistics load without translation.
 
 **The price.** Threading params and optimiser state through every call and loop;
 tree plumbing where the object styles write in place (editing one weight rebuilds the

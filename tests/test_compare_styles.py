@@ -18,7 +18,8 @@ from experiments.styles import jaxnet_style, nnx_style, torch_style
 
 MODULES = (torch_style, nnx_style, jaxnet_style)
 SECTIONS = ("mlp_block", "parameter_tying", "custom_layers", "training_loop",
-            "gradient_accumulation", "lr_schedule", "mnist_step")  # fmt: skip
+            "gradient_accumulation", "lr_schedule", "mnist_step", "dropout",
+            "batchnorm")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +33,13 @@ def test_every_section_has_its_header_and_all_three_versions(run):
     result, _, markdown = run
     assert list(result["sections"]) == list(SECTIONS)
     titles = ["MLP block", "Parameter tying", "Custom layers", "Training loop",
-              "Gradient accumulation", "Learning-rate schedule", "MNIST step"]  # fmt: skip
+              "Gradient accumulation", "Learning-rate schedule", "MNIST step",
+              "Dropout (randomness)", "BatchNorm (state)"]  # fmt: skip
     for number, title in enumerate(titles, start=1):
         assert f"\n## {number}. {title}\n" in markdown
         for style in ("PyTorch", "Flax NNX", "jaxnet"):
             assert f"\n### {title}: {style}\n" in markdown
-    assert "\n## 8. Ensembles with jax.vmap (jaxnet only)\n" in markdown
+    assert "\n## 10. Ensembles with jax.vmap (jaxnet only)\n" in markdown
     assert markdown.count("**What jaxnet makes explicit.**") == len(SECTIONS)
     assert markdown.count("**What it costs.**") == len(SECTIONS)
 
@@ -57,6 +59,18 @@ def test_the_three_versions_agree_in_every_section(run):
         assert section["agree"], name
     # Tolerances are 1e-6 + 1e-5 * the output's scale: loose only where outputs are large.
     assert result["sections"]["mnist_step"]["tolerances"]["loss"] < 1e-5
+
+
+def test_dropout_and_batchnorm_outputs_show_what_each_style_claims():
+    sections = {s.name: s for s in compare_styles.SECTION_LIST}
+    dropout = compare_styles.run_section(sections["dropout"], seed=0)["outputs"]
+    batchnorm = compare_styles.run_section(sections["batchnorm"], seed=0)["outputs"]
+    for style in ("PyTorch", "Flax NNX", "jaxnet"):
+        assert dropout[style]["replay_diff"] == 0  # the same seed or key: the same masks
+        assert dropout[style]["redraw_differs"] == 1  # the next call: new masks
+        np.testing.assert_array_equal(dropout[style]["kept_values"], [2.0, 2.0])  # 1 / (1 - p)
+        assert batchnorm[style]["1.num_batches_tracked"] == 3
+        assert np.abs(batchnorm[style]["1.running_var"] - 1).max() > 0.05  # the stats moved
 
 
 def test_code_blocks_are_the_source_of_the_functions_that_ran(run):

@@ -2,8 +2,9 @@
 
 Each style module defines one function per section, with the same name in every module
 (``mlp_block``, ``parameter_tying``, ``custom_layers``, ``training_loop``,
-``gradient_accumulation``, ``lr_schedule``, ``mnist_step``); ``experiments.compare_styles``
-runs them, checks that they agree, times them and shows their source. The protocol:
+``gradient_accumulation``, ``lr_schedule``, ``mnist_step``, ``dropout``, ``batchnorm``);
+``experiments.compare_styles`` runs them, checks that they agree, times them and shows
+their source. The protocol:
 
 * ``torch_style.<section>(*data) -> (outputs, step, weights)``: the PyTorch program builds
   its modules with torch's default initialisation; ``weights`` is its initial

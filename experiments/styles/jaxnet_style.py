@@ -170,3 +170,59 @@ def ensemble(net, x, members=8):
     params = jax.vmap(net.init)(keys)  # every leaf gains a leading axis: (members, ...)
     logits = jax.vmap(net.apply, in_axes=(0, None))(params, x)  # (members, B, out)
     return keys, params, logits
+
+
+def dropout(weights, x, y):
+    """Dropout(0.5) between two Linear layers: its masks, its modes, one training step."""
+    net = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 1))
+    params = net.load_state_dict(weights).params
+    optimizer = optim.SGD(lr=0.1)
+    opt_state = optimizer.init(params)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    @jax.jit
+    def train_step(params, opt_state, key):
+        loss_fn = lambda p: F.mse_loss(net.apply(p, x, key=key), y)  # noqa: E731
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    key = jax.random.key(1)
+    eval_y = net.apply(params, x, training=False)  # the mode is an argument of the call
+    replay_diff = jnp.abs(net.apply(params, x, key=key) - net.apply(params, x, key=key)).max()
+    next_keys = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)  # a new key per step
+    redrawn = [net.apply(params, x, key=k) for k in next_keys]
+    redraw_differs = jnp.any(redrawn[0] != redrawn[1]).astype(jnp.float32)
+    kept = nn.Dropout(0.5).apply({}, jnp.ones(1000), key=key)
+    kept_values = [kept[kept != 0].min(), kept[kept != 0].max()]  # 1 / (1 - p)
+    outputs = {"eval_y": eval_y, "replay_diff": replay_diff,
+               "redraw_differs": redraw_differs, "kept_values": kept_values}  # fmt: skip
+    return outputs, lambda: train_step(params, opt_state, next_keys[0])
+
+
+def batchnorm(weights, xs, ys, x_eval):
+    """BatchNorm1d after a Linear: three SGD steps in training mode, then eval."""
+    net = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
+    loaded = net.load_state_dict(weights)  # params, and buffers: the running statistics
+    params, buffers = loaded.params, loaded.buffers
+    optimizer = optim.SGD(lr=0.1)
+    opt_state = optimizer.init(params)
+
+    def loss_fn(params, buffers, x, y):
+        y_hat, buffers = net.apply(params, x, buffers=buffers)  # training: new buffers out
+        return F.mse_loss(y_hat, y), buffers
+
+    @jax.jit
+    def train_step(params, buffers, opt_state, x, y):
+        (loss, buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, buffers, x, y)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), buffers, opt_state, loss
+
+    batches = list(zip(jnp.asarray(xs), jnp.asarray(ys), strict=True))
+    losses = []
+    for x, y in batches:
+        params, buffers, opt_state, loss = train_step(params, buffers, opt_state, x, y)
+        losses.append(loss)
+    eval_y, _ = net.apply(params, jnp.asarray(x_eval), buffers=buffers, training=False)
+    outputs = {"losses": losses, "eval_y": eval_y, **net.state_dict(params, buffers)}
+    return outputs, lambda: train_step(params, buffers, opt_state, *batches[0])

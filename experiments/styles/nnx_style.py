@@ -196,3 +196,74 @@ def mnist_step(weights, x, labels):
 
     loss = train_step(net, optimizer, x, y)
     return {"loss": loss, **state_dict(net)}, lambda: train_step(net, optimizer, x, y)
+
+
+def dropout(weights, x, y):
+    """Dropout(0.5) between two Linear layers: its masks, its modes, one training step."""
+    rngs = nnx.Rngs(params=0, dropout=1)  # the dropout stream lives in the Dropout layer
+    net = nnx.Sequential(nnx.Linear(20, 64, rngs=rngs), nnx.relu, nnx.Dropout(0.5, rngs=rngs),
+                         nnx.Linear(64, 1, rngs=rngs))  # fmt: skip
+    load_torch_weights(net, weights)
+    optimizer = nnx.Optimizer(net, optax.sgd(0.1), wrt=nnx.Param)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    @nnx.jit
+    def train_step(net, optimizer, x, y):
+        loss, grads = nnx.value_and_grad(lambda net: jnp.mean((net(x) - y) ** 2))(net)
+        optimizer.update(net, grads)  # the dropout stream advanced inside net(x)
+        return loss
+
+    net.eval()  # sets deterministic=True on every Dropout
+    eval_y = net(x)
+    net.train()
+    replay_diff = jnp.abs(nnx.clone(net)(x) - nnx.clone(net)(x)).max()  # copies of the stream
+    redraw_differs = jnp.any(net(x) != net(x)).astype(jnp.float32)  # the stream moved on
+    kept = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=2))(jnp.ones(1000))
+    kept_values = [kept[kept != 0].min(), kept[kept != 0].max()]  # 1 / (1 - p)
+    outputs = {"eval_y": eval_y, "replay_diff": replay_diff,
+               "redraw_differs": redraw_differs, "kept_values": kept_values}  # fmt: skip
+    return outputs, lambda: train_step(net, optimizer, x, y)
+
+
+def batchnorm(weights, xs, ys, x_eval):
+    """BatchNorm1d after a Linear: three SGD steps in training mode, then eval."""
+
+    class BatchNorm1d(nnx.Module):  # torch's numbers (nnx.BatchNorm keeps the biased var)
+        def __init__(self, n, momentum=0.1, eps=1e-5):
+            self.weight, self.bias = nnx.Param(jnp.ones(n)), nnx.Param(jnp.zeros(n))
+            self.running_mean = nnx.BatchStat(jnp.zeros(n))
+            self.running_var = nnx.BatchStat(jnp.ones(n))
+            self.num_batches_tracked = nnx.BatchStat(jnp.array(0))
+            self.momentum, self.eps, self.use_running_average = momentum, eps, False
+
+        def __call__(self, x):
+            if self.use_running_average:  # set by net.eval()
+                mean, var = self.running_mean[...], self.running_var[...]
+            else:
+                mean, var, m, n = x.mean(0), x.var(0), self.momentum, x.shape[0]
+                self.running_mean[...] = (1 - m) * self.running_mean[...] + m * mean
+                self.running_var[...] = (1 - m) * self.running_var[...] + m * var * n / (n - 1)
+                self.num_batches_tracked[...] += 1
+            scale = self.weight[...] / jnp.sqrt(var + self.eps)
+            return (x - mean[None, :]) * scale[None, :] + self.bias[None, :]
+
+    rngs = nnx.Rngs(0)
+    net = nnx.Sequential(nnx.Linear(8, 16, rngs=rngs), BatchNorm1d(16), nnx.relu,
+                         nnx.Linear(16, 1, rngs=rngs))  # fmt: skip
+    load_torch_weights(net, weights)  # the running statistics start at torch's values
+    optimizer = nnx.Optimizer(net, optax.sgd(0.1), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(net, optimizer, x, y):
+        loss, grads = nnx.value_and_grad(lambda net: jnp.mean((net(x) - y) ** 2))(net)
+        optimizer.update(net, grads)  # the BatchStats were updated in place by net(x)
+        return loss
+
+    batches = list(zip(jnp.asarray(xs), jnp.asarray(ys), strict=True))
+    losses = [train_step(net, optimizer, x, y) for x, y in batches]
+    net.eval()
+    eval_y = net(jnp.asarray(x_eval))
+    net.train()
+    stats = state_dict(net, nnx.state(net, nnx.BatchStat))
+    outputs = {"losses": losses, "eval_y": eval_y, **state_dict(net), **stats}
+    return outputs, lambda: train_step(net, optimizer, *batches[0])

@@ -166,3 +166,56 @@ def mnist_step(x, labels):
 
     loss = train_step()
     return {"loss": loss, **net.state_dict()}, train_step, weights
+
+
+def dropout(x, y):
+    """Dropout(0.5) between two Linear layers: its masks, its modes, one training step."""
+    net = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 1))
+    weights = initial_weights(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+
+    def train_step():
+        loss = F.mse_loss(net(x), y)  # masks drawn from the global generator
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    with torch.no_grad():
+        net.eval()  # a flag on every module: Dropout is the identity
+        eval_y = net(x)
+        net.train()
+        torch.manual_seed(1)  # the same masks again: re-seed the global generator
+        replay = net(x)
+        torch.manual_seed(1)
+        replay_diff = (net(x) - replay).abs().max()
+        redraw_differs = (net(x) != net(x)).any().float()  # the generator moved on
+        kept = nn.Dropout(0.5)(torch.ones(1000))
+    kept_values = [kept[kept != 0].min(), kept[kept != 0].max()]  # 1 / (1 - p)
+    outputs = {"eval_y": eval_y, "replay_diff": replay_diff,
+               "redraw_differs": redraw_differs, "kept_values": kept_values}  # fmt: skip
+    return outputs, train_step, weights
+
+
+def batchnorm(xs, ys, x_eval):
+    """BatchNorm1d after a Linear: three SGD steps in training mode, then eval."""
+    net = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
+    weights = initial_weights(net)  # parameters and buffers (running statistics)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+
+    def train_step(x, y):
+        net.train()  # batch statistics; the running ones are updated in place
+        loss = F.mse_loss(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    batches = list(zip(torch.from_numpy(xs), torch.from_numpy(ys), strict=True))
+    losses = [train_step(x, y).item() for x, y in batches]
+    net.eval()  # normalise with the running statistics
+    with torch.no_grad():
+        eval_y = net(torch.from_numpy(x_eval))
+    outputs = {"losses": losses, "eval_y": eval_y, **net.state_dict()}
+    return outputs, lambda: train_step(*batches[0]), weights
