@@ -164,9 +164,9 @@ def load_state_dict(
         problems += [f"missing key {key!r}" for key in missing]
         problems += [f"unexpected key {key!r}" for key in unexpected]
     elif expected and len(missing) == len(expected):
-        problems.append(
-            f"no key matches the model (expected e.g. {next(iter(expected))!r}, got "
-            f"{list(state_dict)[:3]})"
+        raise ValueError(
+            f"{model.short_name()}.load_state_dict: no key matches the model (expected e.g. "
+            f"{next(iter(expected))!r}, got {list(state_dict)[:3]})"
         )
     templates = {**_flat(params), **_flat(buffers)}
     non_persistent = {name: e for name, e in layout.buffers.items() if not e.persistent}

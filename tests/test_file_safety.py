@@ -35,7 +35,6 @@ import pytest
 import torch
 from jax.sharding import AxisType, Mesh
 
-import jaxnet
 from jaxnet import nn, optim, parallel, train
 from jaxnet.checkpoint import CheckpointError, load_state, load_weights, save_state, save_weights
 from jaxnet.datasets import (
@@ -294,11 +293,14 @@ def test_failed_weights_load_returns_nothing(tmp_path):
 
 
 def test_failed_state_dict_load_leaves_the_params_untouched():
-    params = {"0": {"weight": np.full((3, 2), 5.0, np.float32), "bias": np.ones(3, np.float32)}}
+    params = {
+        "0": {"weight": np.full((8, 4), 5.0, np.float32), "bias": np.ones(8, np.float32)},
+        "2": {"weight": np.full((2, 8), 5.0, np.float32), "bias": np.ones(2, np.float32)},
+    }
     snapshot = host_copy(params)
-    state_dict = {"0.weight": np.zeros((3, 2), np.float32), "0.bias": np.zeros(4, np.float32)}
-    with pytest.raises(ValueError, match=r"'0.bias': expected float32\[3\], got float32\[4\]"):
-        jaxnet.load_state_dict(params, state_dict)
+    state_dict = {**SMALL.state_dict(small_params()), "0.bias": np.zeros(4, np.float32)}
+    with pytest.raises(ValueError, match=r"'0.bias': expected float32\[8\], got float32\[4\]"):
+        SMALL.load_state_dict(state_dict, params=params)
     assert_same_bits(params, snapshot)
 
 
@@ -467,8 +469,8 @@ def wider_params():
 
 
 def torch_names(params, **edits):
-    """``jaxnet.state_dict(params)`` with entries replaced (or removed, with None)."""
-    state_dict = {**jaxnet.state_dict(params), **edits}
+    """``SMALL.state_dict(params)`` with entries replaced (or removed, with None)."""
+    state_dict = {**SMALL.state_dict(params), **edits}
     return {k: v for k, v in state_dict.items() if v is not None}
 
 
@@ -574,6 +576,20 @@ def damaged_weights() -> str:
     return write("model.safetensors", bytes(data))
 
 
+class _Unregistered(nn.Module):
+    """Calls a layer it never registered."""
+
+    def forward(self, scope, x):
+        return nn.ReLU()(scope, x)
+
+
+UNREGISTERED = _Unregistered()
+
+
+def example_mse(params, batch):
+    return {"mse": jnp.mean((SMALL.apply(params, batch[0]) - batch[1]) ** 2, axis=1)}
+
+
 def batch_mse(params, batch):
     """A metric that wrongly returns the batch mean instead of one value per example."""
     return {"mse": F.mse_loss(SMALL.apply(params, batch[0]), batch[1])}
@@ -583,9 +599,15 @@ def batch_mse(params, batch):
 # working directory.
 TRIGGERS = {
     # layers
-    "linear-width": lambda: nn.Linear(784, 256).apply({}, jnp.zeros((512, 28, 28))),
-    "linear-rank": lambda: nn.Linear(3, 2).apply({}, jnp.float32(1.0)),
+    "linear-width": lambda: nn.Linear(784, 256).apply(
+        nn.Linear(784, 256).init(KEY), jnp.zeros((512, 28, 28))
+    ),
+    "linear-rank": lambda: nn.Linear(3, 2).apply(nn.Linear(3, 2).init(KEY), jnp.float32(1.0)),
+    "linear-dtype": lambda: nn.Linear(3, 2).apply(
+        nn.Linear(3, 2).init(KEY), jnp.zeros((1, 3), jnp.complex64)
+    ),
     "linear-size": lambda: nn.Linear(784, -256),
+    "size-type": lambda: nn.Linear(784.0, 256),
     "linear-params": lambda: nn.Linear(4, 3).apply(
         {"weight": jnp.zeros((3, 5)), "bias": jnp.zeros(3)}, jnp.zeros((2, 4))
     ),
@@ -593,8 +615,40 @@ TRIGGERS = {
     "encoding-args": lambda: nn.PositionalEncoding(3, num_freqs=-1),
     "flatten-dims": lambda: nn.Flatten(2, 1).apply({}, jnp.zeros((2, 3, 4))),
     "sequential-child": lambda: nn.Sequential(nn.Linear(2, 2), F.relu),
-    "sequential-position": lambda: SMALL.apply(nn.MLP(4, [7], 2).init(KEY), jnp.zeros((2, 4))),
-    "sequential-params": lambda: SMALL.apply({}, jnp.zeros((2, 4))),
+    "sequential-position": lambda: SMALL.apply(small_params(), jnp.zeros((2, 5))),
+    "params-shape": lambda: SMALL.apply(nn.MLP(4, [7], 2).init(KEY), jnp.zeros((2, 4))),
+    "params-missing": lambda: SMALL.apply({}, jnp.zeros((2, 4))),
+    "params-are-buffers": lambda: nn.BatchNorm1d(3).apply(
+        nn.BatchNorm1d(3).init_buffers(), jnp.zeros((4, 3))
+    ),
+    "buffers-missing": lambda: nn.BatchNorm1d(3).apply(
+        nn.BatchNorm1d(3).init(KEY), jnp.zeros((4, 3))
+    ),
+    "batchnorm-channels": lambda: nn.BatchNorm1d(6).apply(
+        nn.BatchNorm1d(6).init(KEY), jnp.zeros((2, 8)), buffers=nn.BatchNorm1d(6).init_buffers()
+    ),
+    "batchnorm-one": lambda: nn.BatchNorm1d(3).apply(
+        nn.BatchNorm1d(3).init(KEY), jnp.zeros((1, 3)), buffers=nn.BatchNorm1d(3).init_buffers()
+    ),
+    "dropout-key": lambda: nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).apply(
+        nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).init(KEY), jnp.zeros((1, 2))
+    ),
+    "dropout-p": lambda: nn.Dropout(1.5),
+    "training-flag": lambda: jax.jit(SMALL.apply)(small_params(), jnp.zeros((1, 4)), training=True),
+    "layer-list": lambda: type(
+        "Block", (nn.Module,), {"__init__": lambda self: setattr(self, "layers", [nn.ReLU()])}
+    )(),
+    "layer-unregistered": lambda: UNREGISTERED.apply({}, jnp.zeros((1, 2))),
+    "layer-call": lambda: nn.ReLU()({}, jnp.zeros(2)),
+    "conv-channels-last": lambda: nn.Conv2d(3, 8, 3).apply(
+        nn.Conv2d(3, 8, 3).init(KEY), jnp.zeros((2, 32, 32, 3))
+    ),
+    "conv-groups": lambda: nn.Conv2d(3, 8, 3, groups=2),
+    "conv-same-stride": lambda: nn.Conv2d(3, 8, 3, stride=2, padding="same"),
+    "conv-padding": lambda: nn.Conv2d(3, 8, 3, padding_mode="mirror"),
+    "conv-kernel": lambda: nn.Conv2d(1, 1, 5).apply(
+        nn.Conv2d(1, 1, 5).init(KEY), jnp.zeros((1, 1, 3, 3))
+    ),
     "mlp-args": lambda: nn.MLP(4, 8, 2),
     "immutable": lambda: setattr(nn.Linear(2, 2), "in_features", 3),
     # losses
@@ -638,17 +692,23 @@ TRIGGERS = {
         {"w": jnp.array([1.0, jnp.nan])}, 1.0, error_if_nonfinite=True
     ),
     # state dicts
-    "state-dict-missing": lambda: jaxnet.load_state_dict(
-        small_params(), torch_names(small_params(), **{"2.bias": None})
+    "state-dict-missing": lambda: SMALL.load_state_dict(
+        torch_names(small_params(), **{"2.bias": None})
     ),
-    "state-dict-unexpected": lambda: jaxnet.load_state_dict(
-        small_params(), torch_names(small_params(), **{"4.weight": np.zeros((2, 2))})
+    "state-dict-unexpected": lambda: SMALL.load_state_dict(
+        torch_names(small_params(), **{"4.weight": np.zeros((2, 2))})
     ),
-    "state-dict-shape": lambda: jaxnet.load_state_dict(
-        small_params(), torch_names(small_params(), **{"0.weight": np.zeros((4, 8), np.float32)})
+    "state-dict-shape": lambda: SMALL.load_state_dict(
+        torch_names(small_params(), **{"0.weight": np.zeros((4, 8), np.float32)})
     ),
-    "state-dict-dtype": lambda: jaxnet.load_state_dict(
-        small_params(), torch_names(small_params(), **{"0.bias": np.zeros(8, np.float64)})
+    "state-dict-dtype": lambda: SMALL.load_state_dict(
+        torch_names(small_params(), **{"0.bias": np.zeros(8, np.float64)})
+    ),
+    "state-dict-no-match": lambda: SMALL.load_state_dict(
+        {f"module.{k}": v for k, v in torch_names(small_params()).items()}, strict=False
+    ),
+    "state-dict-template": lambda: SMALL.load_state_dict(
+        torch_names(small_params(), **{"2.bias": None}), strict=False
     ),
     # data files
     "idx-truncated": lambda: read_idx(
@@ -738,6 +798,15 @@ TRIGGERS = {
         (np.ones((32, 4)), np.ones((32, 2))), batch_size=9, mesh=two_device_mesh()
     ),
     "shard-axis": lambda: parallel.shard_batch(np.zeros((2, 3)), two_device_mesh(), axis=-5),
+    "evaluate-empty": lambda: train.evaluate(
+        batch_mse, small_params(), (np.ones((0, 4)), np.ones((0, 2)))
+    ),
+    "plateau-metric": lambda: fit_small(
+        (np.ones((32, 4)), np.ones((32, 2))),
+        metric_fn=example_mse,
+        eval_data=(np.ones((8, 4)), np.ones((8, 2))),
+        plateau_metric="mse",
+    ),  # fmt: skip
 }
 
 NO_ERROR = "—"  # the error column of rows documenting a result, not an exception
