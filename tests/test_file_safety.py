@@ -806,7 +806,7 @@ TRIGGERS = {
         metric_fn=example_mse,
         eval_data=(np.ones((8, 4)), np.ones((8, 2))),
         plateau_metric="mse",
-    ),  # fmt: skip
+    ),
 }
 
 NO_ERROR = "—"  # the error column of rows documenting a result, not an exception
