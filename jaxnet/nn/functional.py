@@ -1,5 +1,6 @@
-"""Activations, dropout, normalisation and losses with PyTorch's names, defaults and numbers
-(``torch.nn.functional``).
+"""Activations, dropout, normalisation, convolution, pooling and losses with PyTorch's names,
+defaults and numbers (``torch.nn.functional``); the convolution and pooling functions
+live in :mod:`jaxnet.nn.convolution`.
 
 Every function is pure and works under ``jax.grad``, ``jax.jit`` and ``jax.vmap``. Dropout
 takes its randomness as an argument (a PRNG key or a keep-mask) and ``batch_norm`` returns
@@ -40,6 +41,14 @@ from jaxnet.nn._dropout import dropout2d as dropout2d
 from jaxnet.nn._norm import BatchNormOutput as BatchNormOutput
 from jaxnet.nn._norm import batch_norm as batch_norm
 from jaxnet.nn._norm import layer_norm as layer_norm
+from jaxnet.nn.convolution import adaptive_avg_pool2d as adaptive_avg_pool2d
+from jaxnet.nn.convolution import adaptive_max_pool2d as adaptive_max_pool2d
+from jaxnet.nn.convolution import avg_pool2d as avg_pool2d
+from jaxnet.nn.convolution import conv1d as conv1d
+from jaxnet.nn.convolution import conv2d as conv2d
+from jaxnet.nn.convolution import conv_transpose2d as conv_transpose2d
+from jaxnet.nn.convolution import max_pool2d as max_pool2d
+from jaxnet.nn.convolution import pad as pad
 
 _REDUCTIONS = ("none", "mean", "sum")
 _GELU_APPROXIMATIONS = ("none", "tanh")
