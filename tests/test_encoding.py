@@ -71,3 +71,33 @@ def test_rejects_wrong_width_and_bad_args():
         layer.apply({}, jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match="num_freqs"):
         nn.PositionalEncoding(3, -1)
+
+
+class EncodedLinear(nn.Module):
+    """A NeRF-style head: the encoding as a sub-layer, then a Linear."""
+
+    def __init__(self):
+        self.encode = nn.PositionalEncoding(3, 4, dtype=jnp.float64)
+        self.out = nn.Linear(self.encode.out_features, 2, dtype=jnp.float64)
+
+    def forward(self, scope, x):
+        return self.out(scope, self.encode(scope, x))
+
+
+def test_encoding_inside_a_block_equals_torch(rng):
+    """The parameter-free encoding takes no params entry; the block's names are torch's."""
+    torch_out = torch.nn.Linear(27, 2).double()
+    net = EncodedLinear()
+    params = net.load_state_dict({f"out.{k}": v for k, v in torch_out.state_dict().items()}).params
+    assert list(params) == ["out"] and [n for n, _ in net.named_parameters(params)] == [
+        "out.weight",
+        "out.bias",
+    ]
+    x = rng.uniform(-1, 1, (5, 3))
+    y, grads = jax.value_and_grad(lambda p: jnp.sum(net.apply(p, x) ** 2))(params)
+    tx = torch.tensor(x)
+    expected = (torch_out(closure_embedder(4, 3)(tx)) ** 2).sum()
+    expected.backward()
+    np.testing.assert_allclose(y, expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(grads["out"]["weight"], torch_out.weight.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(grads["out"]["bias"], torch_out.bias.grad.numpy(), rtol=1e-12)
