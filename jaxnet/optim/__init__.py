@@ -15,6 +15,7 @@ from jaxnet.optim.adam import AdamW as AdamW
 from jaxnet.optim.adam import NAdam as NAdam
 from jaxnet.optim.adam import RAdam as RAdam
 from jaxnet.optim.base import TorchOptimizer as TorchOptimizer
+from jaxnet.optim.lbfgs import LBFGS as LBFGS
 from jaxnet.optim.optimizers import ASGD as ASGD
 from jaxnet.optim.optimizers import SGD as SGD
 from jaxnet.optim.optimizers import Adadelta as Adadelta
