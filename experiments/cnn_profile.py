@@ -96,6 +96,13 @@ def conv_im2col(x, w, padding: int, layout: str):
     return jnp.einsum("nckhw,ock->nohw", patches, w.reshape(out_c, in_c, kh * kw))
 
 
+def conv_jaxnet(x, w, padding: int, layout: str):
+    """``jaxnet.nn.convolution.conv2d`` (NCHW): im2col for a short contraction, else XLA's."""
+    if layout != "NCHW":
+        raise ValueError(f"conv_jaxnet takes NCHW, got {layout}")
+    return C.conv2d(x, w, padding=padding)
+
+
 def pool_reduce_window(x, layout: str):
     window = (1, 1, 2, 2) if layout == "NCHW" else (1, 2, 2, 1)
     return lax.reduce_window(x, -jnp.inf, lax.max, window, window, "VALID")
@@ -114,7 +121,7 @@ def pool_slices(x, layout: str):
     return C.max_pool2d(x.transpose(0, 3, 1, 2), 2).transpose(0, 2, 3, 1)
 
 
-CONVS = {"xla": conv_xla, "im2col": conv_im2col}
+CONVS = {"xla": conv_xla, "im2col": conv_im2col, "jaxnet": conv_jaxnet}
 POOLS = {"reduce_window": pool_reduce_window, "reshape": pool_reshape, "slices": pool_slices}
 
 
@@ -229,11 +236,11 @@ def epoch_contender(params, x, y, loss, unroll: int | None) -> Callable[[int], N
 def step_contenders(params, x, y, fast: bool) -> dict[str, Callable[[int], None]]:
     base = lenet_loss("xla", "reduce_window", "NCHW")
     out = {"JAX step (NCHW, reduce_window)": step_contender(params, x, y, base)}
-    variants = [("xla", "slices", "NCHW"), ("xla", "reshape", "NCHW"),
+    variants = [("jaxnet", "slices", "NCHW"), ("xla", "slices", "NCHW"), ("xla", "reshape", "NCHW"),
                 ("xla", "reduce_window", "NHWC"), ("xla", "slices", "NHWC"),
                 ("im2col", "reduce_window", "NCHW"), ("im2col", "slices", "NHWC")]  # fmt: skip
     for conv, pool, layout in variants[:2] if fast else variants:
-        name = f"JAX step ({layout}, {pool}{', im2col' if conv == 'im2col' else ''})"
+        name = f"JAX step ({layout}, {pool}{'' if conv == 'xla' else ', ' + conv})"
         out[name] = step_contender(params, x, y, lenet_loss(conv, pool, layout))
     out["JAX step (NCHW, reduce_window, no donate)"] = step_contender(params, x, y, base, False)
     return out
@@ -241,11 +248,15 @@ def step_contenders(params, x, y, fast: bool) -> dict[str, Callable[[int], None]
 
 def loop_contenders(params, x, y, steps: int) -> dict[str, Callable[[int], None]]:
     out = {}
-    for pool in ("reduce_window", "slices"):
-        loss = lenet_loss("xla", pool, "NCHW")
-        out[f"JAX scan epoch ({pool}, unroll 1)"] = epoch_contender(params, x, y, loss, 1)
-        out[f"JAX scan epoch ({pool}, unroll {steps})"] = epoch_contender(params, x, y, loss, steps)
-        out[f"JAX epoch ({pool}, Python-unrolled in one jit)"] = epoch_contender(
+    for conv, pool in (("xla", "reduce_window"), ("jaxnet", "slices")):
+        loss = lenet_loss(conv, pool, "NCHW")
+        out[f"JAX scan epoch ({conv} conv, {pool}, unroll 1)"] = epoch_contender(
+            params, x, y, loss, 1
+        )
+        out[f"JAX scan epoch ({conv} conv, {pool}, unroll {steps})"] = epoch_contender(
+            params, x, y, loss, steps
+        )
+        out[f"JAX epoch ({conv} conv, {pool}, Python-unrolled in one jit)"] = epoch_contender(
             params, x, y, loss, None
         )
     return out
@@ -385,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"machine": _common.machine_info(), "batch": BATCH, "epoch_steps": k}
     loops = {"PyTorch eager": steps["PyTorch eager"],
              "JAX step (NCHW, reduce_window)": steps["JAX step (NCHW, reduce_window)"],
-             "JAX step (NCHW, slices)": steps["JAX step (NCHW, slices)"],
+             "JAX step (NCHW, slices, jaxnet)": steps["JAX step (NCHW, slices, jaxnet)"],
              **loop_contenders(params, x, y, k)}  # fmt: skip
     report["steps"] = measure(steps, k, args.rounds, "steps", progress)
     report["loops"] = measure(loops, k, args.rounds, "loops", progress)

@@ -183,6 +183,28 @@ def test_conv2d_float32_and_unbatched():
     )
 
 
+@pytest.mark.parametrize(
+    ("in_channels", "kernel", "padding"),
+    [(1, 5, 2), (6, 5, 0), (3, 3, 1), (33, 1, 0)],
+)
+def test_im2col_and_xla_convolutions_match_torch_in_float32(in_channels, kernel, padding):
+    """Both ways conv2d computes: im2col and one dot (a contraction of at most
+    IM2COL_MAX_CONTRACTION: LeNet's first layer, 3 x 3 x 3) and XLA's convolution (longer:
+    LeNet's second layer, 33 channels of 1 x 1). A weight gradient sums 4 x 28 x 28 float32
+    products, hence atol 2e-4."""
+    rng = np.random.default_rng(10)
+    x = normal(rng, 4, in_channels, 28, 28, dtype=np.float32)
+    w = normal(rng, 6, in_channels, kernel, kernel, dtype=np.float32) / kernel
+    b = normal(rng, 6, dtype=np.float32)
+    assert_matches_torch(
+        lambda x, w, b: C.conv2d(x, w, b, padding=padding),
+        lambda x, w, b: TF.conv2d(x, w, b, padding=padding),
+        [x, w, b],
+        {"rtol": 1e-4, "atol": 2e-4},
+        jit=True,
+    )
+
+
 @st.composite
 def conv_transpose2d_configs(draw):
     groups = draw(st.sampled_from([1, 2]))
