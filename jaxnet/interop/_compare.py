@@ -277,7 +277,11 @@ def compare(
             (leaf * torch.as_tensor(v)).sum()
             for leaf, v in zip(_leaves(output), cotangents, strict=True)
         ).backward()
-        torch_grads = {n: p.grad for n, p in module.named_parameters() if p.grad is not None}
+        torch_grads = {  # no gradient reached a trainable parameter: it is zero
+            n: torch.zeros_like(p) if p.grad is None else p.grad
+            for n, p in module.named_parameters()
+            if p.requires_grad
+        }
         jax_grads = _jax_grads(model, params, buffers, jax_inputs, training, cotangents)
 
     layers = dict(model.named_modules())

@@ -99,7 +99,8 @@ class _Converter:
     def _children(self, module: Any, path: str) -> dict[str, Module | None]:
         return {
             name: self.convert(child, f"{path}.{name}" if path else name)
-            for name, child in module.named_children()
+            for name, child in module._modules.items()  # every position, tied ones too
+            if child is not None
         }
 
     def _convert(self, module: Any, path: str) -> Module | None:

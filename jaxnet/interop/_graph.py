@@ -139,6 +139,8 @@ def compile_graph(graph: Any, root: Any, problems: list[str], where: str) -> Pro
                 target = functions.get(node.target)
                 if target is None:
                     raise TypeError("unsupported function")
+                if node.target is getattr and node.args[1] not in _ops.ATTRIBUTES:
+                    raise TypeError(f"unsupported tensor attribute .{node.args[1]}")
             else:
                 target = methods.get(node.target)
                 if target is None:

@@ -181,17 +181,19 @@ def _dropout(fn: Callable[..., jax.Array]) -> Scoped:
     return Scoped(op)
 
 
+# ``x.shape``, ``x.ndim``, ``x.T``, ``x.mT`` and ``x.data`` (detached, as in torch).
+ATTRIBUTES: dict[str, Callable[[Any], Any]] = {
+    "data": jax.lax.stop_gradient,
+    "shape": lambda x: tuple(jnp.shape(x)),
+    "ndim": jnp.ndim,
+    "T": jnp.transpose,
+    "mT": lambda x: jnp.swapaxes(x, -1, -2),
+}
+
+
 def _getattr(obj: Any, name: str) -> Any:
-    """``x.shape``, ``x.ndim``, ``x.T`` and ``x.mT`` of a tensor in a traced forward."""
-    attributes = {
-        "shape": lambda x: tuple(jnp.shape(x)),
-        "ndim": jnp.ndim,
-        "T": jnp.transpose,
-        "mT": lambda x: jnp.swapaxes(x, -1, -2),
-    }
-    if name not in attributes:
-        raise TypeError(f"the tensor attribute {name!r} is not supported")
-    return attributes[name](obj)
+    """A tensor attribute read in a traced forward (one of :data:`ATTRIBUTES`)."""
+    return ATTRIBUTES[name](obj)
 
 
 def _identity(input: Any, *args: Any, **kwargs: Any) -> Any:
@@ -269,7 +271,7 @@ def functions() -> dict[Any, Callable[..., Any]]:
         torch.mm: jnp.matmul,
         torch.bmm: jnp.matmul,
         torch.where: jnp.where,
-        tF.relu: F.relu,
+        tF.relu: lambda input, inplace=False: F.relu(input),
         tF.gelu: lambda input, approximate="none": F.gelu(input, approximate),
         tF.silu: lambda input, inplace=False: F.silu(input),
         tF.leaky_relu: lambda input, negative_slope=0.01, inplace=False: F.leaky_relu(
