@@ -130,14 +130,18 @@ def fit_epochs(state: train.TrainState, name: str, epochs: int) -> train.TrainSt
     return state
 
 
-def run(task: str, name: str, out: str, resume_from: str = "") -> None:
-    """What each child process runs: ``first`` (epoch 1), ``resume`` (epoch 2 from the
-    first's file) or ``both`` (epochs 1 and 2 in one call); writes the state to ``out``."""
-    if task == "resume":
-        state = fit_epochs(checkpoint.load_state(resume_from, like=fresh(name)), name, 1)
-    else:
-        state = fit_epochs(fresh(name), name, 2 if task == "both" else 1)
-    checkpoint.save_state(out, state)
+def run(task: str, folder: str, resume_from: str = "") -> None:
+    """What each child process runs, for every model: ``first`` (epoch 1), ``resume``
+    (epoch 2 from the first's file in ``resume_from``) or ``both`` (epochs 1 and 2 in one
+    call); writes ``folder/<model>.safetensors``."""
+    for name in MODELS:
+        if task == "resume":
+            like = fresh(name)
+            state = checkpoint.load_state(Path(resume_from, f"{name}.safetensors"), like=like)
+            state = fit_epochs(state, name, 1)
+        else:
+            state = fit_epochs(fresh(name), name, 2 if task == "both" else 1)
+        checkpoint.save_state(Path(folder, f"{name}.safetensors"), state)
 
 
 # The child configures JAX as tests/conftest.py does.
@@ -183,14 +187,21 @@ def leaf_bytes(tree) -> list[bytes]:
     return [np.asarray(raw(leaf)).tobytes() for leaf in jax.tree.leaves(tree)]
 
 
+@pytest.fixture(scope="module")
+def child_runs(tmp_path_factory) -> dict[str, Path]:
+    """The folders the three children wrote: ``first`` and ``both`` ran at once, then
+    ``resume`` from ``first``'s files."""
+    folders = {task: tmp_path_factory.mktemp(task) for task in ("first", "both", "resumed")}
+    run_children(["first", str(folders["first"])], ["both", str(folders["both"])])
+    run_children(["resume", str(folders["resumed"]), str(folders["first"])])
+    return folders
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_resumed_in_another_process_equals_uninterrupted_bit_for_bit(tmp_path, name):
-    first, resumed, both = (
-        str(tmp_path / f"{task}.safetensors") for task in ("first", "resumed", "both")
-    )
-    run_children(["first", name, first], ["both", name, both])
-    run_children(["resume", name, resumed, first])
-    assert Path(resumed).read_bytes() == Path(both).read_bytes()
+def test_resumed_in_another_process_equals_uninterrupted_bit_for_bit(child_runs, name, tmp_path):
+    first, resumed, both = (child_runs[task] / f"{name}.safetensors"
+                            for task in ("first", "resumed", "both"))  # fmt: skip
+    assert resumed.read_bytes() == both.read_bytes()
 
     state = checkpoint.load_state(both, like=fresh(name))
     assert (int(state.epoch), int(state.step)) == (2, 20)
@@ -203,4 +214,4 @@ def test_resumed_in_another_process_equals_uninterrupted_bit_for_bit(tmp_path, n
     # And this process computes the same bytes as the children.
     here = tmp_path / "here.safetensors"
     checkpoint.save_state(here, fit_epochs(fresh(name), name, 2))
-    assert here.read_bytes() == Path(both).read_bytes()
+    assert here.read_bytes() == both.read_bytes()
