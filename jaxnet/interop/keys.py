@@ -77,6 +77,8 @@ def _consistent_rules(
     rules: list[tuple[tuple, tuple]] = []
     for g, e in pairs:
         rule = _rule(_split(g), _split(e))
+        if len(rule[0]) == len(_split(g)):  # no shared leaf ('weight'): not a renaming
+            return None
         if rule not in rules:
             rules.append(rule)
     rules.sort(key=lambda r: -len(r[0]))  # the most specific renaming first
@@ -133,5 +135,5 @@ def key_mapping_hint(expected_keys: Iterable[str], given_keys: Iterable[str]) ->
     return (
         f"the keys differ by a consistent renaming of their leading path: {renames} (e.g. "
         f"{example!r} -> {'.'.join(_apply(rules, _split(example)))!r}); rename the state "
-        f"dict's keys so{leftover}"
+        f"dict's keys accordingly{leftover}"
     )
