@@ -281,13 +281,23 @@ def op_contenders() -> dict[str, Callable[[int], None]]:
         y_shape = jax.eval_shape(lambda a, b, p=p: conv_xla(a, b, p, "NCHW"), xi, wi).shape
         gy = rng.standard_normal(y_shape).astype(np.float32)
         xj, wj, gj = map(jnp.asarray, (xi, wi, gy))
-        fwd = jax.jit(lambda a, b, p=p: conv_xla(a, b, p, "NCHW"))
-        dx = jax.jit(lambda a, b, g, p=p: jax.vjp(lambda a: conv_xla(a, b, p, "NCHW"), a)[1](g))
-        dw = jax.jit(lambda a, b, g, p=p: jax.vjp(lambda b: conv_xla(a, b, p, "NCHW"), b)[1](g))
-        out[f"{name} forward, JAX"] = _repeat(lambda f=fwd, a=xj, b=wj: f(a, b))
-        if name != "conv1":  # the data needs no gradient
-            out[f"{name} input grad, JAX"] = _repeat(lambda f=dx, a=xj, b=wj, g=gj: f(a, b, g))
-        out[f"{name} weight grad, JAX"] = _repeat(lambda f=dw, a=xj, b=wj, g=gj: f(a, b, g))
+        for conv in ("xla", "jaxnet"):
+            fn = CONVS[conv]
+            fwd = jax.jit(lambda a, b, p=p, fn=fn: fn(a, b, p, "NCHW"))
+            dx = jax.jit(
+                lambda a, b, g, p=p, fn=fn: jax.vjp(lambda a: fn(a, b, p, "NCHW"), a)[1](g)
+            )
+            dw = jax.jit(
+                lambda a, b, g, p=p, fn=fn: jax.vjp(lambda b: fn(a, b, p, "NCHW"), b)[1](g)
+            )
+            out[f"{name} forward, JAX {conv}"] = _repeat(lambda f=fwd, a=xj, b=wj: f(a, b))
+            if name != "conv1":  # the data needs no gradient
+                out[f"{name} input grad, JAX {conv}"] = _repeat(
+                    lambda f=dx, a=xj, b=wj, g=gj: f(a, b, g)
+                )
+            out[f"{name} weight grad, JAX {conv}"] = _repeat(
+                lambda f=dw, a=xj, b=wj, g=gj: f(a, b, g)
+            )
         xt, wt, gt = map(torch.from_numpy, (xi, wi, gy))
         out[f"{name} forward, torch"] = _repeat_torch(
             lambda a=xt, b=wt, p=p: torch.nn.functional.conv2d(a, b, padding=p)
