@@ -44,6 +44,7 @@ from jaxnet.nn import functional as F
 ACCURACY_ATOL = 0.002  # per-epoch test accuracy against torch (0.2 percentage points)
 STATS_ATOL = 1e-3  # BatchNorm running_mean / running_var against torch, absolute
 IMAGE_SIZE = 28
+EVAL_BATCH = 2000  # test images per forward pass of the torch twin's evaluation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,8 +270,12 @@ class TorchRun:
         self.epoch_loss.append(float(torch.stack(self.losses[first:]).mean()))
         self.model.eval()
         with torch.no_grad():
-            logits = self.model((self.test_x - self.mean) / self.std)
-            self.accuracy.append((logits.argmax(-1) == self.test_y).float().mean().item())
+            correct = sum(
+                int((self.model((x - self.mean) / self.std).argmax(-1) == y).sum())
+                for x, y in zip(self.test_x.split(EVAL_BATCH), self.test_y.split(EVAL_BATCH),
+                                strict=True)
+            )  # fmt: skip
+        self.accuracy.append(correct / len(self.test_y))
 
     @property
     def step_loss(self) -> np.ndarray:
@@ -299,6 +304,7 @@ def compare(ours: JaxnetRun, theirs: TorchRun) -> dict[str, Any]:
         "correct": round(ours.accuracy[-1] * n_test),
         "torch_correct": round(theirs.accuracy[-1] * n_test),
         "loss_rel_diff": float(loss_rel.max()),
+        "step_loss_rel_diff": loss_rel,
         "param_diff": max(
             _common.max_abs_diff(sd[k], tsd[k]) for k in sd if k.endswith(("weight", "bias"))
         ),
@@ -454,7 +460,16 @@ def run(
         progress=progress,
     )  # fmt: skip
     report["recipe"] = recipe_name
-    print(f"\nLeNet, recipe {recipe_name!r}: {recipe}; {report['train_examples']} training, "
+    title = f"LeNet, recipe {recipe_name!r}"
+    return finish(title, recipe, ours, theirs, report, out / f"lenet_{recipe_name}.png")
+
+
+def finish(
+    title: str, recipe: Recipe, ours: JaxnetRun, theirs: TorchRun | None, report: dict,
+    plot_path: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Print the runs' figures (and the comparison), plot them; returns ``report``."""
+    print(f"\n{title}: {recipe}; {report['train_examples']} training, "
           f"{report['test_examples']} test examples")  # fmt: skip
     for e, (loss, acc) in enumerate(zip(ours.epoch_loss, ours.accuracy, strict=True)):
         print(f"  jaxnet epoch {e + 1:2d}  loss {loss:.5f}  test accuracy {acc:.2%}")
@@ -463,9 +478,9 @@ def run(
           f"median epoch {statistics.median(ours.call_seconds):.2f} s")  # fmt: skip
     if theirs is not None:
         print_comparison(ours, theirs, report)
-    report["plot"] = str(out / f"lenet_{recipe_name}.png")
-    plot(Path(report["plot"]), f"LeNet on MNIST, recipe {recipe_name}", ours, theirs)
-    print(f"plot {report['plot']}")
+    plot(plot_path, title, ours, theirs)
+    report["plot"] = str(plot_path)
+    print(f"plot {plot_path}")
     return report
 
 
