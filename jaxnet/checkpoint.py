@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnet import params as params_lib
+from jaxnet._keys import is_typed_key
 from jaxnet._safefile import (
     SAFETENSORS_NAMES,
     SafetensorsFile,
@@ -237,14 +238,12 @@ def _flatten(fn: str, tree: PyTree) -> tuple[dict[str, Any], Any]:
 
 def _key_impl(leaf: Any) -> str | None:
     """The PRNG implementation's name if ``leaf`` is a typed key array, else ``None``."""
-    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        return str(jax.random.key_impl(leaf))
-    return None
+    return str(jax.random.key_impl(leaf)) if is_typed_key(leaf) else None
 
 
 def _raw(leaf: Any) -> Any:
     """What is stored for ``leaf``: the key data of a typed key, the leaf itself otherwise."""
-    return jax.random.key_data(leaf) if _key_impl(leaf) else leaf
+    return jax.random.key_data(leaf) if is_typed_key(leaf) else leaf
 
 
 def _under_params(name: str) -> bool:

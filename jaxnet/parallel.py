@@ -45,6 +45,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxnet._checks import check_positive_int
+from jaxnet._keys import on_key_data
 from jaxnet.datasets import batch_order
 from jaxnet.datasets.batching import num_examples
 
@@ -161,10 +162,7 @@ def _place(leaf: Any, sharding: NamedSharding) -> jax.Array:
         isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
     ):
         return jax.device_put(leaf, sharding)
-    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        data = _place(jax.random.key_data(leaf), sharding)
-        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
-    return jax.device_put(np.asarray(leaf), sharding)
+    return on_key_data(lambda data: jax.device_put(np.asarray(data), sharding), leaf)
 
 
 def shard_batch(tree: PyTree, mesh: Mesh, axis: int = 0) -> PyTree:

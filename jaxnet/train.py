@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from jaxnet import parallel
 from jaxnet._checks import check_positive_int
+from jaxnet._keys import on_key_data
 from jaxnet.datasets import batch_order
 from jaxnet.datasets.batching import num_examples
 from jaxnet.optim.lr_scheduler import update_plateau
@@ -117,15 +118,7 @@ def epoch_batch_order(
 
 def _copy(tree: Any) -> Any:
     """Fresh device buffers for every leaf (typed PRNG keys included)."""
-
-    def leaf(x: jax.Array) -> jax.Array:
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(
-                jnp.copy(jax.random.key_data(x)), impl=jax.random.key_impl(x)
-            )
-        return jnp.copy(x)
-
-    return jax.tree.map(leaf, tree)
+    return jax.tree.map(lambda leaf: on_key_data(jnp.copy, leaf), tree)
 
 
 class NonFiniteLossError(FloatingPointError):

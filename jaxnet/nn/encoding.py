@@ -1,4 +1,4 @@
-"""NeRF-style positional (frequency) encoding, seed 000's closure-list embedder.
+"""NeRF-style positional (frequency) encoding, NeRF's closure-list embedder in one broadcast.
 
 PyTorch original (no ``torch.nn`` class; NeRF's ``Embedder``)::
 

@@ -417,7 +417,7 @@ def reinit(
     live. ``fn`` returns the layer's whole params dict, with the same names, shapes and
     dtypes.
 
-    Seed 003's ``net[0].apply(init_xavier)`` is ``reinit(params, net, xavier, key,
+    torch's ``net[0].apply(init_xavier)`` is ``reinit(params, net, xavier, key,
     kind=Linear, path="0")``.
     """
     kinds = kind if isinstance(kind, tuple) else (kind,)
