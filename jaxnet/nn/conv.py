@@ -51,7 +51,40 @@ def _named(layer: Module, fn: Callable[..., jax.Array], *args: Any, **kwargs: An
         raise ValueError(f"{layer.short_name()}: {err}") from None
 
 
-class _ConvNd(Module):
+class _Conv(Module):
+    """What every convolution layer shares: its sizes, checked as torch checks them, its
+    weight and bias, and its name in messages."""
+
+    def _declare(
+        self,
+        n: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple,
+        dilation: IntOrTuple,
+        groups: int,
+    ) -> None:
+        name = type(self).__name__
+        check_positive_int(name, in_channels=in_channels, out_channels=out_channels, groups=groups)
+        for what, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if channels % groups:
+                raise ValueError(f"{name}: groups={groups} must divide {what}={channels}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _ntuple(name, "kernel_size", kernel_size, n)
+        self.stride = _ntuple(name, "stride", stride, n)
+        self.dilation = _ntuple(name, "dilation", dilation, n)
+        self.groups = int(groups)
+
+    def _bias(self, scope: Scope) -> jax.Array | None:
+        return scope.bias if self.bias is not None else None
+
+    def short_name(self) -> str:
+        kernel = "x".join(map(str, self.kernel_size))
+        return f"{type(self).__name__}({self.in_channels} -> {self.out_channels}, {kernel})"
+
+
+class _ConvNd(_Conv):
     """Shared by :class:`Conv1d` and :class:`Conv2d` (``_n`` spatial dims)."""
 
     _n: int
@@ -70,18 +103,11 @@ class _ConvNd(Module):
         dtype=jnp.float32,
     ):
         name = type(self).__name__
-        check_positive_int(name, in_channels=in_channels, out_channels=out_channels, groups=groups)
-        for what, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if channels % groups:
-                raise ValueError(f"{name}: groups={groups} must divide {what}={channels}")
+        self._declare(self._n, in_channels, out_channels, kernel_size, stride, dilation, groups)
         if padding_mode not in C.PADDING_MODES:
             raise ValueError(
                 f"{name}: padding_mode must be one of {C.PADDING_MODES}, got {padding_mode!r}"
             )
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = _ntuple(name, "kernel_size", kernel_size, self._n)
-        self.stride = _ntuple(name, "stride", stride, self._n)
-        self.dilation = _ntuple(name, "dilation", dilation, self._n)
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(
@@ -94,21 +120,15 @@ class _ConvNd(Module):
             self.padding = padding
         else:
             self.padding = _ntuple(name, "padding", padding, self._n)
-        self.groups = int(groups)
         self.padding_mode = padding_mode
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         _declare_weight_and_bias(self, shape, self.out_channels, bias, dtype)
 
     def forward(self, scope: Scope, x: jax.Array) -> jax.Array:
-        bias = scope.bias if self.bias is not None else None
         return _named(
-            self, C.convolution, x, scope.weight, bias, self.stride, self.padding,
+            self, C.convolution, x, scope.weight, self._bias(scope), self.stride, self.padding,
             self.dilation, self.groups, self.padding_mode,
         )  # fmt: skip
-
-    def short_name(self) -> str:
-        kernel = "x".join(map(str, self.kernel_size))
-        return f"{type(self).__name__}({self.in_channels} -> {self.out_channels}, {kernel})"
 
     def extra_repr(self) -> str:
         text = (
@@ -145,7 +165,7 @@ class Conv2d(_ConvNd):
     _n = 2
 
 
-class ConvTranspose2d(Module):
+class ConvTranspose2d(_Conv):
     """2-d transposed convolution (``torch.nn.ConvTranspose2d``): weight
     ``[in, out / groups, kH, kW]``, torch's arguments, defaults and init."""
 
@@ -163,30 +183,17 @@ class ConvTranspose2d(Module):
         dtype=jnp.float32,
     ):
         name = "ConvTranspose2d"
-        check_positive_int(name, in_channels=in_channels, out_channels=out_channels, groups=groups)
-        for what, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if channels % groups:
-                raise ValueError(f"{name}: groups={groups} must divide {what}={channels}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = _ntuple(name, "kernel_size", kernel_size, 2)
-        self.stride = _ntuple(name, "stride", stride, 2)
+        self._declare(2, in_channels, out_channels, kernel_size, stride, dilation, groups)
         self.padding = _ntuple(name, "padding", padding, 2)
         self.output_padding = _ntuple(name, "output_padding", output_padding, 2)
-        self.dilation = _ntuple(name, "dilation", dilation, 2)
-        self.groups = int(groups)
         shape = (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
         _declare_weight_and_bias(self, shape, self.out_channels, bias, dtype)
 
     def forward(self, scope: Scope, x: jax.Array) -> jax.Array:
-        bias = scope.bias if self.bias is not None else None
         return _named(
-            self, C.conv_transpose2d, x, scope.weight, bias, self.stride, self.padding,
-            self.output_padding, self.groups, self.dilation,
+            self, C.conv_transpose2d, x, scope.weight, self._bias(scope), self.stride,
+            self.padding, self.output_padding, self.groups, self.dilation,
         )  # fmt: skip
-
-    def short_name(self) -> str:
-        kernel = "x".join(map(str, self.kernel_size))
-        return f"ConvTranspose2d({self.in_channels} -> {self.out_channels}, {kernel})"
 
     def extra_repr(self) -> str:
         return (

@@ -17,32 +17,24 @@ class Dropout(Module):
     different ones. ``apply(..., training=True)`` without a key raises.
     """
 
+    _function = staticmethod(F.dropout)
+
     def __init__(self, p: float = 0.5):
         F.dropout(jax.numpy.zeros((1,)), p, training=False)  # refuses a bad p now
         self.p = p
 
     def forward(self, scope: Scope, x: jax.Array) -> jax.Array:
         if not scope.training or self.p == 0:
-            return F.dropout(x, self.p, training=False)
-        return F.dropout(x, self.p, training=True, key=scope.rng())
+            return self._function(x, self.p, training=False)
+        return self._function(x, self.p, training=True, key=scope.rng())
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
-class Dropout2d(Module):
+class Dropout2d(Dropout):
     """Zeroes whole channels of ``(N, C, H, W)`` inputs with probability ``p`` in training
     mode, scaling the rest by ``1 / (1 - p)`` (``torch.nn.Dropout2d``); keys as
-    :class:`jaxnet.nn.Dropout`."""
+    :class:`Dropout`."""
 
-    def __init__(self, p: float = 0.5):
-        F.dropout2d(jax.numpy.zeros((1, 1, 1, 1)), p, training=False)  # refuses a bad p now
-        self.p = p
-
-    def forward(self, scope: Scope, x: jax.Array) -> jax.Array:
-        if not scope.training or self.p == 0:
-            return F.dropout2d(x, self.p, training=False)
-        return F.dropout2d(x, self.p, training=True, key=scope.rng())
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    _function = staticmethod(F.dropout2d)
