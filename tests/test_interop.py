@@ -392,12 +392,12 @@ def test_an_input_of_another_shape_is_refused_naming_the_node_and_line(rng):
 def test_parameters_shared_between_different_layers_are_refused():
     a, b = tnn.Linear(3, 3), tnn.Linear(3, 3)
     b.weight = a.weight
-    with pytest.raises(ConversionError, match=r"'0\\.weight' is shared with '1\\.weight'"):
+    with pytest.raises(ConversionError, match=r"'0\.weight' is shared with '1\.weight'"):
         jaxnet.from_torch(tnn.Sequential(a, b))
 
 
 def test_from_torch_refuses_a_non_module():
-    with pytest.raises(TypeError, match=r"from_torch expects a torch\\.nn\\.Module, got Linear"):
+    with pytest.raises(TypeError, match=r"from_torch expects a torch\.nn\.Module, got Linear"):
         jaxnet.from_torch(nn.Linear(2, 2))
 
 
@@ -497,7 +497,7 @@ def test_compare_leaves_the_torch_module_alone_and_refuses_dropout_in_training(r
 def test_compare_argument_errors():
     module = tnn.Linear(2, 2)
     model, params, _ = jaxnet.from_torch(module)
-    with pytest.raises(TypeError, match=r"torch_module must be a torch\\.nn\\.Module"):
+    with pytest.raises(TypeError, match=r"torch_module must be a torch\.nn\.Module"):
         jaxnet.compare(model, model, params, np.zeros((1, 2)))
     with pytest.raises(TypeError, match="model must be a jaxnet Module"):
         jaxnet.compare(module, module, params, np.zeros((1, 2)))
