@@ -10,6 +10,11 @@ transposes. Every function is pure and works under ``jax.grad``, ``jax.jit`` and
 
 Max pooling sends the gradient of a window to its first maximum (row-major order), as
 torch does, also when several elements tie.
+
+Two formulations are chosen for speed on CPU (docs/performance_cnn.md): max pooling folds
+the window's strided slices (XLA's ``reduce_window`` has a slow select-and-scatter
+gradient), and a convolution with a short contraction (a first layer on grey images) runs
+as im2col and one dot instead of XLA's convolution. Results are unchanged.
 """
 
 from __future__ import annotations
@@ -217,8 +222,7 @@ def _conv(fn, n, input, weight, bias, stride, padding, dilation, groups, padding
         flat = [a for lo_hi in reversed(pads) for a in lo_hi]
         x = pad(x, flat, mode=padding_mode)
         pads = [(0, 0)] * n
-    extent = [d * (k - 1) + 1 for d, k in zip(dilation, kernel, strict=True)]
-    _check_kernel_fits(fn, x.shape[2:], pads, extent)
+    _check_kernel_fits(fn, x.shape[2:], pads, _extents(kernel, dilation))
     if groups == 1 and in_per_group * math.prod(kernel) <= IM2COL_MAX_CONTRACTION:
         y = _conv_im2col(x, weight, stride, pads, dilation)
     else:
