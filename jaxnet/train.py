@@ -258,12 +258,13 @@ def train_loop(
     has_aux: bool = False,
     nan_policy: str = "stop",
     has_state: bool = False,
+    unroll: int | bool = 1,
 ) -> Callable:
     """The un-jitted ``loop(state, data, index_batches) -> (state, metrics)``.
 
     PyTorch equivalent: the ``for idx in batch_sampler:`` loop over the train step, as a
     function to transform. :func:`make_train_loop` compiles it; :mod:`jaxnet.ensemble`
-    vmaps it first.
+    vmaps it first. ``unroll`` is ``lax.scan``'s (``True``: no loop at all).
     """
     update = _update_fn(loss_fn, optimizer, has_aux, nan_policy, has_state)
 
@@ -272,7 +273,7 @@ def train_loop(
             batch = jax.tree.map(lambda a: a[indices], data)  # (B, ...)
             return update(state, batch)
 
-        return jax.lax.scan(body, state, index_batches)
+        return jax.lax.scan(body, state, index_batches, unroll=unroll)
 
     return loop
 
@@ -417,6 +418,7 @@ def fit(
     nan_policy: str = "stop",
     shuffle: bool = True,
     chunks_per_epoch: int = 10,
+    steps_per_call: int | None = None,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
     plateau_metric: str | None = None,
@@ -439,7 +441,10 @@ def fit(
     warning saying how many examples that leaves out; ``shuffle=False`` keeps the data's
     order), so ``fit(epochs=1)`` twice, or a saved and restored state, trains exactly as
     ``fit(epochs=2)``. An epoch runs as ``chunks_per_epoch`` compiled calls of
-    :func:`train_loop` (the tqdm bar moves after each). ``has_aux`` and ``has_state`` are
+    :func:`train_loop` (the tqdm bar moves after each), or as calls of
+    ``steps_per_call`` steps each when that is given (1: every step its own compiled
+    call, without a loop; for LeNet the loop and one step per call ran within 10 % of
+    each other, ``docs/performance.md``). ``has_aux`` and ``has_state`` are
     :func:`make_train_step`'s. After each epoch ``metric_fn`` is evaluated on
     ``eval_data`` (:func:`evaluate`, with the state's buffers when ``has_state``); give
     both or neither. ``history`` holds per-step losses, per-epoch mean loss and metrics,
@@ -482,11 +487,14 @@ def fit(
     if steps == 0:
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
     _warn_dropped(n, batch_size, shuffle)
-    chunk = -(-steps // min(chunks_per_epoch, steps))
+    if steps_per_call is not None:
+        check_positive_int("fit", steps_per_call=steps_per_call)
+    chunk = min(steps_per_call or -(-steps // min(chunks_per_epoch, steps)), steps)
     # One compiled call per chunk of the epoch (and per step of a NaN replay); it also says
     # whether the parameters it leaves are finite, so checking them needs neither the
-    # (donated) state nor another call.
-    run_chunk = _with_params_finite(train_loop(loss_fn, optimizer, has_aux, nan_policy, has_state))
+    # (donated) state nor another call. A one-step chunk compiles without a loop.
+    loop = train_loop(loss_fn, optimizer, has_aux, nan_policy, has_state, unroll=chunk == 1)
+    run_chunk = _with_params_finite(loop)
     if mesh is not None:
         parallel.check_batch_size("fit", batch_size, mesh)
         state, train_data, eval_data = parallel.replicate((state, train_data, eval_data), mesh)
