@@ -13,16 +13,14 @@ the machine was busy.
 
 torchvision's PyPI wheel links CUDA; against a CPU-only torch its C++ operators do not
 load and ``import torchvision`` fails. The model code does not need them: when the import
-fails, the operator schemas are declared first (``tests/torchvision_shim.py``).
+fails, the operator schemas are declared first (``experiments/_torchvision.py``).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,22 +31,12 @@ import optax
 
 import jaxnet
 from experiments import _common
+from experiments._torchvision import import_torchvision
 from experiments.mnist_mlp import cores_in_use, load_average, speedup_figure
 from jaxnet import optim
 from jaxnet.nn import functional as F
 
 LR, MOMENTUM = 0.1, 0.9
-
-
-def import_torchvision():
-    """``torchvision``, through the tests' operator shim when its C++ operators fail."""
-    try:
-        return importlib.import_module("torchvision")
-    except RuntimeError as err:
-        if "torchvision::" not in str(err):
-            raise
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    return importlib.import_module("torchvision_shim").import_torchvision()
 
 
 def _median_seconds(fn, repeats: int) -> float:

@@ -166,7 +166,7 @@ def load_state_dict(
     elif expected and len(missing) == len(expected):
         raise ValueError(
             f"{model.short_name()}.load_state_dict: no key matches the model (expected e.g. "
-            f"{next(iter(expected))!r}, got {list(state_dict)[:3]})"
+            f"{next(iter(expected))!r}, got {list(state_dict)[:3]})" + _hint(expected, state_dict)
         )
     templates = {**_flat(params), **_flat(buffers)}
     non_persistent = {name: e for name, e in layout.buffers.items() if not e.persistent}
@@ -182,13 +182,22 @@ def load_state_dict(
             tree = "buffers" if name in layout.buffers else "params"
             problems.append(f"{name!r} is missing and no {tree} template was given")
     if problems:
-        raise ValueError(f"{model.short_name()}.load_state_dict: " + "; ".join(problems))
+        hint = _hint(expected, state_dict) if missing and unexpected else ""
+        raise ValueError(f"{model.short_name()}.load_state_dict: " + "; ".join(problems) + hint)
 
     def tree(names: Mapping[str, Any]) -> Params:
         flat = {tuple(name.split(".")): jnp.asarray(loaded[name]) for name in names}
         return traverse_util.unflatten_dict(flat) if flat else {}
 
     return LoadedState(tree(layout.parameters), tree(layout.buffers), missing, unexpected)
+
+
+def _hint(expected: Mapping[str, Any], state_dict: Mapping[str, Any]) -> str:
+    """``"; " + a suggested key mapping`` when the keys differ by a prefix or a renaming."""
+    from jaxnet.interop.keys import key_mapping_hint
+
+    hint = key_mapping_hint(list(expected), list(state_dict))
+    return f"; {hint}" if hint else ""
 
 
 def fill_tied_keys(model: Module, state_dict: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 import torch
-from torchvision_shim import import_torchvision
 
 import jaxnet
+from experiments._torchvision import import_torchvision
 from jaxnet import optim
 from jaxnet.nn import functional as F
 

@@ -349,3 +349,18 @@ def test_nested_tying_lists_every_key_torch_lists(rng):
     np.testing.assert_allclose(
         ours.apply(params, x), theirs(torch.tensor(x)).detach().numpy(), **F64
     )
+
+
+def test_load_state_dict_names_a_prefix_left_by_dataparallel():
+    net = nn.MLP(3, [4], 2)
+    theirs = torch.nn.DataParallel(
+        torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    )
+    sd = theirs.state_dict()
+    assert next(iter(sd)).startswith("module.")
+    with pytest.raises(ValueError, match=r"missing key '0\.weight'.*prefix 'module\.'.*strip it"):
+        net.load_state_dict(sd)
+    fixed = {k.removeprefix("module."): v for k, v in sd.items()}
+    np.testing.assert_array_equal(
+        net.load_state_dict(fixed).params["0"]["weight"], sd["module.0.weight"]
+    )

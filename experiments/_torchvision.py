@@ -4,8 +4,8 @@ torchvision's wheel links its C++ operators against a CUDA build of torch; again
 build they do not load, and ``import torchvision`` fails with ``operator torchvision::nms
 does not exist`` when it registers fake kernels for them. Declaring the operators' schemas
 (no kernels) with ``torch.library`` first lets the import succeed; the model definitions
-(``torchvision.models``) never call these operators. Tests only: import
-:func:`import_torchvision` instead of ``torchvision``.
+(``torchvision.models``) never call these operators. For the experiments and tests only,
+never the library: import :func:`import_torchvision` instead of ``torchvision``.
 """
 
 from __future__ import annotations
