@@ -47,13 +47,6 @@ def accumulate_grads(grad_fn: Callable[..., Any], params: Any, micro_batches: An
     return total
 
 
-def numerical_derivative(f: Callable[[float], float], x: float, h: float) -> float:
-    """The forward difference ``(f(x + h) - f(x)) / h`` of seed 002's derivative table.
-
-    PyTorch has no function for it (seed 002 writes the same expression on floats)."""
-    return (f(x + h) - f(x)) / h
-
-
 def finite_difference_grad(f: Callable[[jax.Array], jax.Array], x: Any, eps: float = 1e-6):
     """Central-difference gradient of a scalar ``f`` at ``x``, entry by entry (float64).
 

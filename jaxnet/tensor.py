@@ -1,6 +1,7 @@
 """PyTorch tensor operations as pure ``jax.numpy`` functions, where jnp's semantics differ.
 
-Most of ``torch``'s tensor API maps one to one onto ``jax.numpy`` (see ``TORCH_TO_JAX``).
+Most of ``torch``'s tensor API maps one to one onto ``jax.numpy`` (``experiments.tensor_ops``
+lists the correspondences).
 The helpers here cover the operations whose jnp namesake behaves differently: chunk and
 split sizes, gather bounds, std/var's correction, topk/kthvalue along any dim, expand's -1,
 repeat-as-tile, clamp's and norm's gradients at the boundaries, squeeze of non-singleton dims,
@@ -20,15 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "TORCH_TO_JAX",
-    "Correspondence",
     "ValuesIndices",
     "argmax",
     "argmin",
     "chunk",
     "clamp",
     "expand",
-    "format_table",
     "gather",
     "kthvalue",
     "max",
@@ -463,115 +461,3 @@ def where(condition, x=None, y=None):
     if x is None or y is None:
         raise TypeError("where: expected both x and y, or neither")
     return jnp.where(condition, x, y)
-
-
-# ----------------------------------------------------------------------------- the mapping
-
-
-class Correspondence(NamedTuple):
-    """One row of ``TORCH_TO_JAX``: a torch expression, its JAX equivalent, the difference."""
-
-    torch: str
-    jax: str
-    note: str
-
-
-_C = Correspondence
-TORCH_TO_JAX: tuple[Correspondence, ...] = (
-    # creation
-    _C("torch.tensor([1., 2.])", "jnp.asarray([1., 2.], jnp.float32)",
-       "torch infers float32/int64; jnp float32/int32, or 64-bit with x64: pass dtype"),
-    _C("torch.from_numpy(a)", "jnp.asarray(a)", "copies to the device; no shared memory"),
-    _C("torch.zeros(2, 3)", "jnp.zeros((2, 3), jnp.float32)", "the shape is one tuple"),
-    _C("torch.ones(2, 3)", "jnp.ones((2, 3), jnp.float32)", "the shape is one tuple"),
-    _C("torch.full((2, 3), 7.)", "jnp.full((2, 3), 7., jnp.float32)", "same"),
-    _C("torch.eye(3)", "jnp.eye(3, dtype=jnp.float32)", "same"),
-    _C("torch.arange(0, 10, 2)", "jnp.arange(0, 10, 2)", "same"),
-    _C("torch.linspace(0, 1, steps=5)", "jnp.linspace(0, 1, num=5)",
-       "torch requires steps; jnp's num defaults to 50"),
-    _C("torch.rand(2, 3)", "jax.random.uniform(key, (2, 3))",
-       "an explicit key instead of the global seed"),
-    _C("torch.randn(2, 3)", "jax.random.normal(key, (2, 3))",
-       "an explicit key instead of the global seed"),
-    _C("torch.randint(0, 10, (3,))", "jax.random.randint(key, (3,), 0, 10)",
-       "an explicit key; shape before the bounds"),
-    # attributes
-    _C("x.dtype, x.type()", "x.dtype", "no tensor type names like torch.FloatTensor"),
-    _C("x.dim()", "x.ndim", "same"),
-    _C("x.shape, x.size()", "x.shape", "a tuple, not torch.Size"),
-    _C("x.numel()", "x.size", "jnp's .size is the element count, torch's size() the shape"),
-    _C("x.item()", "x.item()", "same; forces a device sync"),
-    # indexing
-    _C("x[0, 1:3, ::2]", "x[0, 1:3, ::2]", "same; jnp also allows negative steps"),
-    _C("x.index_select(0, idx)", "jnp.take(x, idx, axis=0)", "same"),
-    _C("x[mask]", "x[mask]", "data-dependent shape: not under jit"),
-    _C("x[idx] = v", "x = x.at[idx].set(v)", "arrays are immutable"),
-    # shapes
-    _C("x.view(4, -1)", "jaxnet.tensor.view(x, 4, -1)",
-       "torch raises on a non-contiguous x; JAX has no strides, so view is reshape"),
-    _C("x.reshape(4, -1)", "x.reshape(4, -1)", "same"),
-    _C("x.squeeze(1)", "jaxnet.tensor.squeeze(x, 1)",
-       "torch keeps a non-1 dim; jnp.squeeze raises"),
-    _C("x.unsqueeze(1)", "jnp.expand_dims(x, 1)", "same"),
-    _C("b.expand(4, -1, 28, 28)", "jaxnet.tensor.expand(b, 4, -1, 28, 28)",
-       "jnp.broadcast_to has no -1"),
-    _C("x.repeat(4, 1, 1)", "jaxnet.tensor.repeat(x, 4, 1, 1)",
-       "= jnp.tile; jnp.repeat is torch.repeat_interleave"),
-    _C("x.t()", "x.T", "torch's t() only takes up to 2 dims"),
-    _C("x.transpose(1, 3)", "jnp.swapaxes(x, 1, 3)", "jnp.transpose permutes every axis"),
-    _C("x.permute(0, 2, 3, 1)", "jnp.transpose(x, (0, 2, 3, 1))", "same"),
-    _C("x + b  # [4, 32, 28, 28] + [32, 1, 1]", "x + b",
-       "same broadcasting rules (jaxnet's tests refuse rank promotion)"),
-    _C("torch.cat([a, b], dim=0)", "jnp.concatenate([a, b], axis=0)", "same"),
-    _C("torch.stack([a, b], dim=0)", "jnp.stack([a, b], axis=0)", "same"),
-    _C("x.split([1, 3], dim=0)", "jaxnet.tensor.split(x, [1, 3], dim=0)",
-       "jnp.split takes a piece count or split indices, not sizes"),
-    _C("x.chunk(4, dim=0)", "jaxnet.tensor.chunk(x, 4, dim=0)",
-       "jnp.array_split: always 4 pieces of near-equal size"),
-    # arithmetic
-    _C("a + b, a * b, a / b, a // b", "a + b, a * b, a / b, a // b", "same"),
-    _C("a @ b, torch.matmul(a, b)", "a @ b, jnp.matmul(a, b)", "same, batched too"),
-    _C("x.pow(2), x ** 2", "x ** 2, jnp.power(x, 2)", "same"),
-    _C("x.sqrt(), x.rsqrt()", "jnp.sqrt(x), jax.lax.rsqrt(x)", "same"),
-    _C("torch.exp(x), torch.log(x)", "jnp.exp(x), jnp.log(x)", "same"),
-    _C("x.floor(), x.ceil(), x.round(), x.trunc(), x.frac()",
-       "jnp.floor(x), jnp.ceil(x), jnp.round(x), jnp.trunc(x), x - jnp.trunc(x)",
-       "same; both round half to even"),
-    _C("x.clamp(0, 10)", "jaxnet.tensor.clamp(x, 0, 10)",
-       "jnp.clip's gradient at x == min or max is 0.5, torch's is 1"),
-    # statistics
-    _C("x.norm(1, dim=1)", "jaxnet.tensor.norm(x, 1, dim=1)",
-       "jnp.linalg.norm takes matrix norms on 2-d input; gradients at 0 differ"),
-    _C("x.mean(dim=1, keepdim=True)", "jnp.mean(x, axis=1, keepdims=True)",
-       "same (torch needs a floating x)"),
-    _C("x.sum(dim=1), x.prod(dim=1)", "jnp.sum(x, axis=1), jnp.prod(x, axis=1)", "same"),
-    _C("x.max(), x.min()", "jnp.max(x), jnp.min(x)", "same"),
-    _C("x.max(dim=1, keepdim=True), x.min(dim=1)",
-       "jaxnet.tensor.max(x, dim=1, keepdim=True), jaxnet.tensor.min(x, dim=1)",
-       "return (values, indices); jnp.max and jnp.min return values only"),
-    _C("x.argmax(dim=1, keepdim=True), x.argmin(dim=1)",
-       "jaxnet.tensor.argmax(x, dim=1, keepdim=True), jaxnet.tensor.argmin(x, dim=1)",
-       "= jnp.argmax(x, axis=1, keepdims=True); indices int64 in torch, int32 here"),
-    _C("x.std(), x.var()", "jaxnet.tensor.std(x), jaxnet.tensor.var(x)",
-       "torch divides by N - 1, jnp.std and jnp.var by N"),
-    _C("x.topk(3, dim=1, largest=False)", "jaxnet.tensor.topk(x, 3, dim=1, largest=False)",
-       "jax.lax.top_k: last axis and largest only"),
-    _C("x.kthvalue(8, dim=1)", "jaxnet.tensor.kthvalue(x, 8, dim=1)", "jnp has no kthvalue"),
-    _C("torch.where(cond, a, b)", "jnp.where(cond, a, b)", "same"),
-    _C("torch.where(cond)", "jaxnet.tensor.where(cond)",
-       "= jnp.nonzero; a data-dependent shape, so not under jit"),
-    _C("torch.gather(x, 1, idx)", "jaxnet.tensor.gather(x, 1, idx)",
-       "jnp.take_along_axis wraps negative indices and fills too-large ones"),
-    # conversion
-    _C("x.float(), x.to(torch.float64)", "x.astype(jnp.float32), x.astype(jnp.float64)",
-       "float64 needs jax_enable_x64"),
-    _C("x.contiguous()", "x", "no strides in JAX: nothing to do"),
-    _C("x.detach()", "jax.lax.stop_gradient(x)", "same"),
-)  # fmt: skip
-
-
-def format_table(rows: Sequence[Correspondence] = TORCH_TO_JAX) -> str:
-    """``rows`` as a Markdown table: PyTorch | JAX | difference (no PyTorch equivalent)."""
-    lines = ["| PyTorch | JAX | difference |", "|---|---|---|"]
-    lines += [f"| `{r.torch}` | `{r.jax}` | {r.note} |" for r in rows]
-    return "\n".join(lines)

@@ -9,14 +9,6 @@ import torch
 from jaxnet import autograd
 
 
-def test_numerical_derivative_table_seed002():
-    f = lambda x: 5 * x**2 - 4 * x  # noqa: E731
-    hs = [0.1, 0.01, 0.001, 0.0001, 0.00001]
-    values = [autograd.numerical_derivative(f, 1.0, h) for h in hs]
-    np.testing.assert_allclose(values, [6.5, 6.05, 6.005, 6.0005, 6.00005], rtol=1e-10)
-    assert float(jax.grad(f)(1.0)) == 6.0
-
-
 def test_dot_sum_detach_seed002():
     x = jnp.arange(4.0)
     tx = torch.arange(4.0, requires_grad=True)

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -179,3 +180,11 @@ def test_python_m_experiments_lists_the_scripts():
     listed = dict(experiments())
     for name in SCRIPTS:
         assert listed[name] and "\n" not in listed[name]
+
+
+def test_numerical_derivative_table_seed002():
+    f = lambda x: 5 * x**2 - 4 * x  # noqa: E731
+    hs = [0.1, 0.01, 0.001, 0.0001, 0.00001]
+    values = [autograd_basics.numerical_derivative(f, 1.0, h) for h in hs]
+    np.testing.assert_allclose(values, [6.5, 6.05, 6.005, 6.0005, 6.00005], rtol=1e-10)
+    assert float(jax.grad(f)(1.0)) == 6.0

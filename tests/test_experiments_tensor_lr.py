@@ -1,6 +1,6 @@
 """The tensor-ops and lr-schedule experiments, end to end in their ``--fast`` form.
 
-The tensor table: every row of ``jaxnet.tensor.TORCH_TO_JAX`` runs in both styles and
+The tensor table: every row of ``experiments.tensor_ops.TORCH_TO_JAX`` runs in both styles and
 agrees (float32 rows within |Δ| <= 1e-5 + 1e-5·|torch|, integer and layout rows exactly,
 random rows in mean and std within 0.02 σ), and a dtype difference (float64 asked of JAX
 without x64) is reported, not cast away; each trap's naive jnp translation differs
@@ -12,6 +12,7 @@ starts at ``lr_init · lr_delay_mult`` (with a delay), passes the geometric mean
 """
 
 import math
+import re
 from pathlib import Path
 
 import jax
@@ -37,7 +38,7 @@ def lr_report(tmp_path_factory):
 
 
 def test_every_table_row_runs_in_both_styles_and_agrees(tensor_report):
-    rows = [r.torch for r in jt.TORCH_TO_JAX]
+    rows = [r.torch for r in tensor_ops.TORCH_TO_JAX]
     assert tensor_report["rows"] == rows
     assert set(tensor_ops.checks(None)) == set(rows)  # no check without a row, nor the reverse
     kinds = {expr: check.kind for expr, check in tensor_ops.checks(None).items()}
@@ -45,7 +46,7 @@ def test_every_table_row_runs_in_both_styles_and_agrees(tensor_report):
     for expr in rows:
         assert tensor_report["torch_row_agrees"][expr], expr
         assert tensor_report["torch_row_diff"][expr] <= bound[kinds[expr]], expr
-    assert jt.format_table() in Path(tensor_report["markdown"]).read_text()
+    assert tensor_ops.format_table() in Path(tensor_report["markdown"]).read_text()
 
 
 def test_dtype_differences_are_reported_not_hidden(tensor_report):
@@ -190,3 +191,34 @@ def test_listed_by_python_m_experiments():
     listed = dict(experiments())
     assert listed["tensor_ops"].startswith("The PyTorch→JAX tensor table")
     assert listed["lr_schedules"].startswith("Learning-rate schedules")
+
+
+# ----------------------------------------------------------------------------- the mapping table
+
+
+def test_torch_to_jax_rows_are_well_formed():
+    assert len(tensor_ops.TORCH_TO_JAX) >= 40
+    for row in tensor_ops.TORCH_TO_JAX:
+        assert isinstance(row, tensor_ops.Correspondence)
+        for field in row:
+            assert isinstance(field, str) and field.strip() == field and field
+            assert "|" not in field and "\n" not in field and "`" not in field
+    assert len({row.torch for row in tensor_ops.TORCH_TO_JAX}) == len(tensor_ops.TORCH_TO_JAX)
+
+
+def test_torch_to_jax_names_every_helper_and_only_real_ones():
+    named = set()
+    for row in tensor_ops.TORCH_TO_JAX:
+        named |= set(re.findall(r"jaxnet\.tensor\.(\w+)", row.jax))
+    helpers = {name for name in jt.__all__ if callable(getattr(jt, name)) and name.islower()}
+    assert named == helpers
+
+
+def test_format_table_is_markdown_with_every_row():
+    table = tensor_ops.format_table()
+    lines = table.splitlines()
+    assert lines[:2] == ["| PyTorch | JAX | difference |", "|---|---|---|"]
+    assert len(lines) == 2 + len(tensor_ops.TORCH_TO_JAX)
+    for line, row in zip(lines[2:], tensor_ops.TORCH_TO_JAX, strict=True):
+        assert line == f"| `{row.torch}` | `{row.jax}` | {row.note} |"
+        assert line.count("|") == 4

@@ -1,7 +1,6 @@
 """jaxnet.tensor against torch: every helper on the same inputs, and each jnp difference pinned."""
 
 import math
-import re
 
 import jax
 import jax.numpy as jnp
@@ -691,35 +690,3 @@ def test_helpers_trace_under_jit_and_keep_float32(rng):
     for got, want in zip(jax.jit(f)(x, index), expected, strict=True):
         assert got.dtype == jnp.float32
         assert_close(got, want, rtol=1e-5, atol=1e-6)
-
-
-# ----------------------------------------------------------------------------- the mapping table
-
-
-def test_torch_to_jax_rows_are_well_formed():
-    assert len(T.TORCH_TO_JAX) >= 40
-    for row in T.TORCH_TO_JAX:
-        assert isinstance(row, T.Correspondence)
-        for field in row:
-            assert isinstance(field, str) and field.strip() == field and field
-            assert "|" not in field and "\n" not in field and "`" not in field
-    assert len({row.torch for row in T.TORCH_TO_JAX}) == len(T.TORCH_TO_JAX)
-
-
-def test_torch_to_jax_names_every_helper_and_only_real_ones():
-    named = set()
-    for row in T.TORCH_TO_JAX:
-        named |= set(re.findall(r"jaxnet\.tensor\.(\w+)", row.jax))
-    helpers = {name for name in T.__all__ if callable(getattr(T, name)) and name.islower()}
-    assert named <= helpers
-    assert helpers - named == {"format_table"}
-
-
-def test_format_table_is_markdown_with_every_row():
-    table = T.format_table()
-    lines = table.splitlines()
-    assert lines[:2] == ["| PyTorch | JAX | difference |", "|---|---|---|"]
-    assert len(lines) == 2 + len(T.TORCH_TO_JAX)
-    for line, row in zip(lines[2:], T.TORCH_TO_JAX, strict=True):
-        assert line == f"| `{row.torch}` | `{row.jax}` | {row.note} |"
-        assert line.count("|") == 4
