@@ -7,8 +7,10 @@ and average pooling). Both recipes train with ``jaxnet.train.fit(has_state=True)
 cross-entropy, the images scaled to [0, 1] on the host and normalised (torchvision's
 ``Normalize((0.1307,), (0.3081,))``) inside the compiled epoch:
 
-* ``--recipe seed``: SGD lr 0.05 momentum 0.9, batch 256, 10 epochs (d2l's 10 epochs and
-  batch 256; momentum and a smaller lr replace d2l's plain SGD at lr 0.9 for sigmoid).
+* ``--recipe seed``: SGD lr 0.02 momentum 0.9, batch 256, 10 epochs (d2l's 10 epochs and
+  batch 256; momentum and a smaller lr replace d2l's plain SGD at lr 0.9 for sigmoid; at
+  lr 0.05 the first epoch's loss falls, jumps back to chance and falls again, and in that
+  unstable phase float32 rounding differences between the twins grow to 3 pp of accuracy).
 * ``--recipe best``: BatchNorm after each convolution and each hidden Linear (d2l's
   BatchNorm LeNet), AdamW 3e-3 (weight decay 0.05) on a OneCycle schedule, batch 128, 15
   epochs, and ``random_crop(padding=2)`` augmentation drawn from each step's key inside
@@ -66,7 +68,7 @@ class Recipe:
 
 
 RECIPES = {
-    "seed": Recipe("sgd", 0.05, 256, 10, momentum=0.9),
+    "seed": Recipe("sgd", 0.02, 256, 10, momentum=0.9),
     "best": Recipe(
         "adamw", 3e-3, 128, 15, weight_decay=0.05, one_cycle=True, batch_norm=True, crop_padding=2
     ),
@@ -281,6 +283,9 @@ class TorchRun:
                                 strict=True)
             )  # fmt: skip
         self.accuracy.append(correct / len(self.test_y))
+        if self.progress:
+            tqdm.write(f"torch epoch {epoch + 1}: train loss {self.epoch_loss[-1]:.4f}, "
+                       f"eval accuracy {self.accuracy[-1]:.4f}")  # fmt: skip
 
     @property
     def step_loss(self) -> np.ndarray:
