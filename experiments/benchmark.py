@@ -465,7 +465,7 @@ def mlp_workload(
 
 CNN_LR = resnet.RECIPE.lr  # 0.05 with momentum 0.9, for both CNNs
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # torch.nn.BatchNorm2d's defaults
-FAST_WIDTHS = (4, 8)  # the ResNet of --fast: stem and two blocks
+FAST_WIDTHS = (4,)  # the ResNet of --fast: the stem and one block
 
 
 @dataclasses.dataclass(frozen=True)
@@ -660,7 +660,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = mlp_workload(batch, steps, rounds, with_compile, progress)
         report["workloads"][name] = results
         sections.append(table(name, results, mlp_flops(batch), report["roofline_gflops"]))
-    cnn_batch, cnn_steps = (32, 2) if args.fast else (128, 10)
+    cnn_batch, cnn_steps = (16, 1) if args.fast else (128, 10)
     for workload in (
         lenet_workload(),
         resnet_workload(FAST_WIDTHS if args.fast else resnet.WIDTHS),
