@@ -186,6 +186,25 @@ SECTION_LIST = (
         "first result" column).""",
     ),
     Section(
+        "cnn_step",
+        "Convolutional network (LeNet step)",
+        lambda rng: (
+            rng.standard_normal((64, 1, 28, 28), dtype=np.float32),
+            rng.integers(0, 10, 64),
+        ),
+        """d2l's LeNet with ReLU and max-pooling, one SGD step on a random batch of 64
+        images. PyTorch and jaxnet share the layout: inputs `(N, C, H, W)` and kernels
+        `[out, in, kh, kw]`, so torch's `state_dict` loads into jaxnet as it is and the
+        model is written line for line (`nn.Conv2d(1, 6, 5, padding=2)`,
+        `nn.MaxPool2d(2)`, `nn.Flatten()`). NNX convolves channels-last: its kernels are
+        `[kh, kw, in, out]` (each torch weight is transposed on the way in and out), the
+        input is transposed to `(N, H, W, C)`, and before the first Linear the activations
+        go back to channels-first so that the flatten order is torch's.""",
+        """jaxnet's convolution and pooling layers run XLA's CPU kernels, which are slower
+        than the oneDNN kernels torch calls (the step times below; `docs/performance_cnn.md`
+        has the profile), and the first call compiles the whole step.""",
+    ),
+    Section(
         "dropout",
         "Dropout (randomness)",
         lambda rng: (

@@ -18,7 +18,7 @@ from experiments.styles import jaxnet_style, nnx_style, torch_style
 
 MODULES = (torch_style, nnx_style, jaxnet_style)
 SECTIONS = ("mlp_block", "parameter_tying", "custom_layers", "training_loop",
-            "gradient_accumulation", "lr_schedule", "mnist_step", "dropout",
+            "gradient_accumulation", "lr_schedule", "mnist_step", "cnn_step", "dropout",
             "batchnorm")  # fmt: skip
 
 
@@ -34,12 +34,13 @@ def test_every_section_has_its_header_and_all_three_versions(run):
     assert list(result["sections"]) == list(SECTIONS)
     titles = ["MLP block", "Parameter tying", "Custom layers", "Training loop",
               "Gradient accumulation", "Learning-rate schedule", "MNIST step",
-              "Dropout (randomness)", "BatchNorm (state)"]  # fmt: skip
+              "Convolutional network (LeNet step)", "Dropout (randomness)",
+              "BatchNorm (state)"]  # fmt: skip
     for number, title in enumerate(titles, start=1):
         assert f"\n## {number}. {title}\n" in markdown
         for style in ("PyTorch", "Flax NNX", "jaxnet"):
             assert f"\n### {title}: {style}\n" in markdown
-    assert "\n## 10. Ensembles with jax.vmap (jaxnet only)\n" in markdown
+    assert "\n## 11. Ensembles with jax.vmap (jaxnet only)\n" in markdown
     assert markdown.count("**What jaxnet makes explicit.**") == len(SECTIONS)
     assert markdown.count("**What it costs.**") == len(SECTIONS)
 

@@ -164,6 +164,34 @@ def mnist_step(weights, x, labels):
     return outputs, next_step
 
 
+def cnn_step(weights, x, labels):
+    """d2l's LeNet (ReLU, max-pool) on 28x28 images: cross-entropy, SGD 0.1 momentum 0.9."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+    params = net.load_state_dict(weights).params  # torch's [out, in, kh, kw] kernels as they are
+    optimizer = optim.SGD(lr=0.1, momentum=0.9)
+    batch = (jnp.asarray(x), jnp.asarray(labels))  # NCHW, as torch
+
+    def loss_fn(params, batch):
+        x, y = batch
+        return F.cross_entropy(net.apply(params, x), y)
+
+    train_step = train.make_train_step(loss_fn, optimizer)
+    state = train.TrainState.create(params, optimizer, jax.random.key(0))
+    state, metrics = train_step(state, batch)
+    outputs = {"loss": metrics["loss"], **state.params}
+
+    def next_step():
+        nonlocal state
+        state, metrics = train_step(state, batch)
+        return metrics["loss"]
+
+    return outputs, next_step
+
+
 def ensemble(net, x, members=8):
     """``members`` independently initialised copies of ``net``, applied to ``x`` in one call."""
     keys = jax.random.split(jax.random.key(0), members)

@@ -18,17 +18,30 @@ import optax
 from flax import nnx
 
 
-def torch_names(model: nnx.Module, state: nnx.State) -> Iterator[tuple[str, nnx.Variable, bool]]:
-    """``(torch name, variable, transposed)`` for every leaf of ``state``, a state of ``model``."""
+def torch_names(model: nnx.Module, state: nnx.State) -> Iterator[tuple[str, nnx.Variable, str]]:
+    """``(torch name, variable, layout)`` for every leaf of ``state``, a state of ``model``;
+    ``layout`` says how NNX stores a torch weight: ``"linear"`` (``kernel: [in, out]``),
+    ``"conv"`` (``kernel: [kh, kw, in, out]``) or ``""`` (as torch)."""
     for path, variable in nnx.to_flat_state(state):
         node, names = model, []
         for part in path[:-1]:
             if not (isinstance(node, nnx.Sequential) and part == "layers"):
                 names.append(str(part))
             node = node[part] if isinstance(part, int) else getattr(node, part)
-        kernel = isinstance(node, nnx.Linear) and path[-1] == "kernel"
-        names.append("weight" if kernel else str(path[-1]))
-        yield ".".join(names), variable, kernel
+        layout = ""
+        if path[-1] == "kernel":
+            layout = "conv" if isinstance(node, nnx.Conv) else "linear"
+        names.append("weight" if layout else str(path[-1]))
+        yield ".".join(names), variable, layout
+
+
+# torch's weight -> NNX's kernel, and back
+_TO_NNX = {"linear": (1, 0), "conv": (2, 3, 1, 0)}
+_TO_TORCH = {"linear": (1, 0), "conv": (3, 2, 0, 1)}
+
+
+def _relayout(value, layout: str, axes: Mapping[str, tuple[int, ...]]):
+    return jnp.transpose(value, axes[layout]) if layout else value
 
 
 def load_torch_weights(model: nnx.Module, weights: Mapping[str, np.ndarray]) -> None:
@@ -36,10 +49,10 @@ def load_torch_weights(model: nnx.Module, weights: Mapping[str, np.ndarray]) -> 
 
     Every parameter of ``model`` must be in ``weights`` with its (torch-layout) shape.
     """
-    for name, variable, transposed in torch_names(model, nnx.state(model, nnx.Param)):
+    for name, variable, layout in torch_names(model, nnx.state(model, nnx.Param)):
         if name not in weights:
             raise ValueError(f"load_torch_weights: no {name!r} in the torch state dict")
-        value = jnp.asarray(weights[name].T if transposed else weights[name])
+        value = _relayout(jnp.asarray(weights[name]), layout, _TO_NNX)
         if value.shape != variable.shape:
             raise ValueError(
                 f"load_torch_weights: {name!r} expected shape {variable.shape}, got {value.shape}"
@@ -51,8 +64,8 @@ def state_dict(model: nnx.Module, state: nnx.State | None = None) -> dict[str, j
     """``model``'s params (or ``state``, e.g. their gradients) under torch's names and layout."""
     state = nnx.state(model, nnx.Param) if state is None else state
     return {
-        name: variable[...].T if transposed else variable[...]
-        for name, variable, transposed in torch_names(model, state)
+        name: _relayout(variable[...], layout, _TO_TORCH)
+        for name, variable, layout in torch_names(model, state)
     }
 
 
@@ -196,6 +209,52 @@ def mnist_step(weights, x, labels):
 
     loss = train_step(net, optimizer, x, y)
     return {"loss": loss, **state_dict(net)}, lambda: train_step(net, optimizer, x, y)
+
+
+def cnn_step(weights, x, labels):
+    """d2l's LeNet (ReLU, max-pool) on 28x28 images: cross-entropy, SGD 0.1 momentum 0.9."""
+
+    class LeNet(nnx.Module):
+        def __init__(self, rngs):
+            self.conv1 = nnx.Conv(1, 6, (5, 5), padding=2, rngs=rngs)
+            self.conv2 = nnx.Conv(6, 16, (5, 5), padding="VALID", rngs=rngs)
+            self.fc1 = nnx.Linear(400, 120, rngs=rngs)
+            self.fc2 = nnx.Linear(120, 84, rngs=rngs)
+            self.fc3 = nnx.Linear(84, 10, rngs=rngs)
+
+        def __call__(self, x):  # (N, 1, 28, 28), torch's layout
+            x = jnp.transpose(x, (0, 2, 3, 1))  # NNX convolves channels-last: (N, H, W, C)
+            x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), strides=(2, 2))
+            x = nnx.max_pool(nnx.relu(self.conv2(x)), (2, 2), strides=(2, 2))
+            x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)  # torch's flatten order
+            return self.fc3(nnx.relu(self.fc2(nnx.relu(self.fc1(x)))))
+
+    net = LeNet(nnx.Rngs(0))
+    load_torch_weights(net, {_NNX_NAMES.get(k, k): v for k, v in weights.items()})
+    optimizer = nnx.Optimizer(net, optax.sgd(0.1, momentum=0.9), wrt=nnx.Param)
+    x, y = jnp.asarray(x), jnp.asarray(labels)
+
+    @nnx.jit
+    def train_step(net, optimizer, x, y):
+        def loss_fn(net):
+            return optax.softmax_cross_entropy_with_integer_labels(net(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(net)
+        optimizer.update(net, grads)
+        return loss
+
+    loss = train_step(net, optimizer, x, y)
+    names = {v: k for k, v in _NNX_NAMES.items()}
+    outputs = {names.get(k, k): v for k, v in state_dict(net).items()}
+    return {"loss": loss, **outputs}, lambda: train_step(net, optimizer, x, y)
+
+
+# The LeNet's torch names (Sequential positions) -> the attribute names of the NNX module.
+_NNX_NAMES = {
+    f"{i}.{p}": f"{n}.{p}"
+    for i, n in ((0, "conv1"), (3, "conv2"), (7, "fc1"), (9, "fc2"), (11, "fc3"))
+    for p in ("weight", "bias")
+}
 
 
 def dropout(weights, x, y):

@@ -168,6 +168,28 @@ def mnist_step(x, labels):
     return {"loss": loss, **net.state_dict()}, train_step, weights
 
 
+def cnn_step(x, labels):
+    """d2l's LeNet (ReLU, max-pool) on 28x28 images: cross-entropy, SGD 0.1 momentum 0.9."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+    weights = initial_weights(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.from_numpy(x), torch.from_numpy(labels)
+
+    def train_step():
+        loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    loss = train_step()
+    return {"loss": loss, **net.state_dict()}, train_step, weights
+
+
 def dropout(x, y):
     """Dropout(0.5) between two Linear layers: its masks, its modes, one training step."""
     net = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 1))
