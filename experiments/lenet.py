@@ -64,7 +64,7 @@ class Recipe:
     momentum: float = 0.0
     weight_decay: float = 0.0
     one_cycle: bool = False  # per-step OneCycleLR over the whole run (momentum not cycled)
-    batch_norm: bool = False
+    batch_norm: bool = False  # the model has BatchNorm (LeNet: after each conv and hidden Linear)
     crop_padding: int = 0  # random_crop(padding=...) on every training batch; 0: none
 
 

@@ -38,7 +38,7 @@ from jaxnet import datasets, nn
 from jaxnet.nn import functional as F
 
 WIDTHS = (16, 32, 64, 128)  # channels of the four stages, one Residual block each
-RECIPE = lenet.Recipe("sgd", 0.05, 128, 3, momentum=0.9)
+RECIPE = lenet.Recipe("sgd", 0.05, 128, 3, momentum=0.9, batch_norm=True)
 SUBSET = 10_000  # training (and test) examples by default
 
 
@@ -134,8 +134,7 @@ def run(
     train_xy, test_xy = lenet.prepare(data, subset)
     ours, theirs, report = lenet.train_side_by_side(
         make_model(widths), functools.partial(torch_model, widths), recipe, train_xy, test_xy,
-        compare_torch=with_torch,
-        seed=seed, progress=progress,
+        compare_torch=with_torch, seed=seed, progress=progress,
     )  # fmt: skip
     title = f"small ResNet (widths {'-'.join(map(str, widths))})"
     return lenet.finish(title, recipe, ours, theirs, report, out / "resnet.png")
