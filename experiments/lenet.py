@@ -376,6 +376,7 @@ def plot(path: Path, title: str, ours: JaxnetRun, theirs: TorchRun | None) -> No
     """Per-epoch mean training loss and test accuracy, jaxnet's and PyTorch's."""
     _common.plot_backend()
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     epochs = range(1, len(ours.accuracy) + 1)
@@ -387,6 +388,7 @@ def plot(path: Path, title: str, ours: JaxnetRun, theirs: TorchRun | None) -> No
     ax_loss.set(xlabel="epoch", ylabel="mean training loss (cross-entropy)", title=title)
     ax_acc.set(xlabel="epoch", ylabel="test accuracy")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     _common.save_figure(fig, path)
