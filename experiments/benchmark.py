@@ -634,6 +634,9 @@ def table(title: str, results: dict, flops: int | None, roofline: float) -> str:
     return "\n".join(lines)
 
 
+WORKLOADS = ("mlp", "cnn", "descent")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = _common.parser(__doc__.splitlines()[0], no_torch=False)
     p.add_argument("--fast", action="store_true", help="tiny configuration (smoke test)")
@@ -641,6 +644,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=None, help="timing rounds (default 15; 2 fast)")
     p.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="include torch.compile (default: on, off with --fast)")  # fmt: skip
+    p.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
+                   help="which workloads to time (default: all)")  # fmt: skip
     args = p.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         p.error(f"--rounds {args.rounds} must be at least 1")
@@ -655,32 +660,36 @@ def main(argv: list[str] | None = None) -> dict:
         "workloads": {},
     }
     sections = []
-    for batch, steps in ((64, 4), (512, 2)) if args.fast else ((64, 100), (512, 40)):
+    mlp_sizes = ((64, 4), (512, 2)) if args.fast else ((64, 100), (512, 40))
+    for batch, steps in mlp_sizes if "mlp" in args.workloads else ():
         name = f"MNIST MLP train step, batch {batch}"
         results = mlp_workload(batch, steps, rounds, with_compile, progress)
         report["workloads"][name] = results
         sections.append(table(name, results, mlp_flops(batch), report["roofline_gflops"]))
     cnn_batch, cnn_steps = (16, 1) if args.fast else (128, 10)
-    for workload in (
-        lenet_workload(),
-        resnet_workload(FAST_WIDTHS if args.fast else resnet.WIDTHS),
-    ):
+    cnns = (
+        (lenet_workload(), resnet_workload(FAST_WIDTHS if args.fast else resnet.WIDTHS))
+        if "cnn" in args.workloads
+        else ()
+    )
+    for workload in cnns:
         name = f"{workload.title} train step, batch {cnn_batch}"
         results = cnn_workload(workload, cnn_batch, cnn_steps, rounds, with_compile, progress)
         report["workloads"][name] = results
         flops = cnn_flops(workload.torch_model(), cnn_batch)
         sections.append(table(name, results, flops, report["roofline_gflops"]))
-    gd_steps = 50 if args.fast else 1000
-    x, y = regression_data()
-    gd_contenders = {
-        "PyTorch eager": gd_torch(x, y, gd_steps),
-        "jaxnet": gd_jaxnet(x, y, gd_steps),
-        "jaxnet, unroll 10": gd_jaxnet(x, y, gd_steps, unroll=10),
-    }
-    gd = measure(gd_contenders, gd_steps, rounds, "gradient descent", progress)
-    name = f"Linear-regression gradient descent, 100 points, {gd_steps} steps"
-    report["workloads"][name] = gd
-    sections.append(table(name, gd, None, report["roofline_gflops"]))
+    if "descent" in args.workloads:
+        gd_steps = 50 if args.fast else 1000
+        x, y = regression_data()
+        gd_contenders = {
+            "PyTorch eager": gd_torch(x, y, gd_steps),
+            "jaxnet": gd_jaxnet(x, y, gd_steps),
+            "jaxnet, unroll 10": gd_jaxnet(x, y, gd_steps, unroll=10),
+        }
+        gd = measure(gd_contenders, gd_steps, rounds, "gradient descent", progress)
+        name = f"Linear-regression gradient descent, 100 points, {gd_steps} steps"
+        report["workloads"][name] = gd
+        sections.append(table(name, gd, None, report["roofline_gflops"]))
 
     header = (
         f"Roofline: {report['roofline_gflops']:.0f} GFLOP/s (float32 matmul, XLA). "
