@@ -245,7 +245,7 @@ def test_load_state_dict_non_strict_returns_missing_and_unexpected_keys_as_torch
     params = net.init(jax.random.key(0))
     other = net.init(jax.random.key(1))
     sd = {"0.weight": net.state_dict(other)["0.weight"], "extra": np.zeros(2, np.float32)}
-    expected = theirs.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, False)
+    expected = theirs.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, False)
     loaded = net.load_state_dict(sd, strict=False, params=params)
     assert loaded.missing_keys == expected.missing_keys == ["0.bias", "2.weight", "2.bias"]
     assert loaded.unexpected_keys == expected.unexpected_keys == ["extra"]
