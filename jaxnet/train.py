@@ -366,10 +366,10 @@ def evaluate(
     n = num_examples("evaluate", data)
     if n == 0:
         raise ValueError("evaluate: data has no examples; a mean over none is undefined")
-    metric_fn = _metrics_of_variables(metric_fn, buffers is not None)
+    compiled = _compiled_metrics(metric_fn, buffers is not None)
     variables = (params, buffers)
-    _check_metrics("evaluate", metric_fn, variables, data, min(batch_size, n))
-    return _mean_metrics(jax.jit(metric_fn), variables, data, n, batch_size)
+    _check_metrics("evaluate", compiled, variables, data, min(batch_size, n))
+    return _mean_metrics(compiled, variables, data, n, batch_size)
 
 
 def _mean_metrics(
@@ -384,9 +384,12 @@ def _mean_metrics(
     return {name: total / n for name, total in totals.items()}
 
 
-def _check_metrics(caller: str, metric_fn: Callable, params: Any, data: Any, size: int) -> None:
+def _check_metrics(
+    caller: str, metric_fn: Callable, params: Any, data: Any, size: int
+) -> list[str]:
     """``metric_fn`` on the first ``size`` examples of ``data`` returns a dict holding one
-    value per example under each name (traced by ``jax.eval_shape``, nothing compiled)."""
+    value per example under each name (traced by ``jax.eval_shape``, nothing compiled);
+    the names."""
     metrics = jax.eval_shape(metric_fn, params, jax.tree.map(lambda a: a[:size], data))
     if not isinstance(metrics, Mapping):
         kind = "an array" if isinstance(metrics, jax.ShapeDtypeStruct) else type(metrics).__name__
@@ -401,6 +404,7 @@ def _check_metrics(caller: str, metric_fn: Callable, params: Any, data: Any, siz
                 f"for a batch of {size}, got shape {shape} (a batch mean would be weighted "
                 "wrongly)"
             )
+    return list(metrics)
 
 
 def fit(
@@ -472,17 +476,19 @@ def fit(
         )
         raise ValueError(f"fit: {given} was given without {missing}; evaluation needs both")
     n = num_examples("fit: train_data", train_data)
-    n_eval = 0
+    n_eval, metric_names = 0, None
     if eval_data is not None:
         n_eval = num_examples("fit: eval_data", eval_data)
         if n_eval == 0:
             raise ValueError("fit: eval_data has no examples")
         # One function of (params and buffers, batch), compiled once for every epoch.
-        metric_fn = _metrics_of_variables(metric_fn, has_state)
+        metric_fn = _compiled_metrics(metric_fn, has_state)
         variables = (state.params, state.buffers)
-        _check_metrics("fit", metric_fn, variables, eval_data, min(_EVAL_BATCH, n_eval))
+        metric_names = _check_metrics(
+            "fit", metric_fn, variables, eval_data, min(_EVAL_BATCH, n_eval)
+        )
     if plateau_metric is not None:
-        _check_plateau(plateau_metric, metric_fn, state, eval_data, n_eval)
+        _check_plateau(plateau_metric, metric_names, state)
     steps = n // batch_size
     if steps == 0:
         raise ValueError(f"fit: {batch_size=} is larger than the data set ({n} examples)")
@@ -528,7 +534,7 @@ def fit(
                 batch_size=batch_size, shuffle=shuffle, nan_policy=nan_policy,
                 progress=progress, plateau_metric=plateau_metric,
                 evaluate_fn=None if metric_fn is None else functools.partial(
-                    _evaluate_state, jax.jit(metric_fn), eval_data, n_eval
+                    _evaluate_state, metric_fn, eval_data, n_eval
                 ),
             )  # fmt: skip
     except BaseException as error:
@@ -541,18 +547,13 @@ def fit(
 _step_plateau = jax.jit(update_plateau)
 
 
-def _check_plateau(
-    name: str, metric_fn: Callable | None, state: TrainState, eval_data: Any, n_eval: int
-) -> None:
-    """``name`` is one of ``metric_fn``'s metrics and the optimiser has a plateau state."""
-    if metric_fn is None:
+def _check_plateau(name: str, names: list[str] | None, state: TrainState) -> None:
+    """``name`` is one of the evaluation's metric ``names`` (``None``: no evaluation) and
+    the optimiser has a plateau state."""
+    if names is None:
         raise ValueError("fit: plateau_metric needs metric_fn and eval_data to evaluate it")
-    batch = jax.tree.map(lambda a: a[: min(_EVAL_BATCH, n_eval)], eval_data)
-    names = jax.eval_shape(metric_fn, (state.params, state.buffers), batch)
     if name not in names:
-        raise ValueError(
-            f"fit: plateau_metric {name!r} is not a metric of metric_fn: {list(names)}"
-        )
+        raise ValueError(f"fit: plateau_metric {name!r} is not a metric of metric_fn: {names}")
     try:
         jax.eval_shape(update_plateau, state.opt_state, 0.0)
     except ValueError:
@@ -582,6 +583,13 @@ def _metrics_of_variables(metric_fn: Callable, has_state: bool) -> Callable:
     if has_state:
         return lambda variables, batch: metric_fn(*variables, batch)
     return lambda variables, batch: metric_fn(variables[0], batch)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_metrics(metric_fn: Callable, has_state: bool) -> Callable:
+    """The jitted :func:`_metrics_of_variables` of ``metric_fn``, one per function, so that
+    calling :func:`evaluate` every epoch compiles once."""
+    return jax.jit(_metrics_of_variables(metric_fn, has_state))
 
 
 def _evaluate_state(

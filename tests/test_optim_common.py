@@ -27,6 +27,23 @@ TOL64 = {"rtol": 1e-10, "atol": 1e-12}
 TOL32 = {"rtol": 1e-4, "atol": 1e-5}
 
 
+# torch.testing._internal.common_optimizers' lowercase names -> the optimiser classes.
+OPTIMIZER_NAMES = {
+    "adadelta": "Adadelta",
+    "adafactor": "Adafactor",
+    "adagrad": "Adagrad",
+    "adam": "Adam",
+    "adamax": "Adamax",
+    "adamw": "AdamW",
+    "asgd": "ASGD",
+    "nadam": "NAdam",
+    "radam": "RAdam",
+    "rmsprop": "RMSprop",
+    "rprop": "Rprop",
+    "sgd": "SGD",
+}
+
+
 def torch_model(dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))

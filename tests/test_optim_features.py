@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_optim_common import (
     KERNEL_ONLY,
+    OPTIMIZER_NAMES,
     TOL64,
     common_optimizers,
     jaxnet_trajectory,
@@ -216,27 +217,12 @@ def test_traced_momentum_schedule_under_vmap(name):
 
 # --- construction errors: torch's own error inputs ------------------------------------------
 
-ERROR_NAMES = {
-    "adadelta": "Adadelta",
-    "adafactor": "Adafactor",
-    "adagrad": "Adagrad",
-    "adam": "Adam",
-    "adamax": "Adamax",
-    "adamw": "AdamW",
-    "asgd": "ASGD",
-    "nadam": "NAdam",
-    "radam": "RAdam",
-    "rmsprop": "RMSprop",
-    "rprop": "Rprop",
-    "sgd": "SGD",
-}
-
 
 def _torch_error_cases():
     """torch's construction errors about hyperparameters (not about the params list, a
     tensor ``lr``/``betas`` or a kernel flag, which jaxnet has no counterpart for)."""
     cases = []
-    for key, name in ERROR_NAMES.items():
+    for key, name in OPTIMIZER_NAMES.items():
         for error_input in getattr(common_optimizers(), f"optim_error_inputs_func_{key}")(
             "cpu", None
         ):

@@ -11,28 +11,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from test_optim_common import TOL32, TOL64, jaxnet_trajectory, torch_configs, torch_trajectory
+from test_optim_common import (
+    OPTIMIZER_NAMES,
+    TOL32,
+    TOL64,
+    jaxnet_trajectory,
+    torch_configs,
+    torch_trajectory,
+)
 
 from jaxnet import optim
 
 STEPS = 50
-NAMES = {
-    "adadelta": "Adadelta",
-    "adafactor": "Adafactor",
-    "adagrad": "Adagrad",
-    "adam": "Adam",
-    "adamax": "Adamax",
-    "adamw": "AdamW",
-    "asgd": "ASGD",
-    "nadam": "NAdam",
-    "radam": "RAdam",
-    "rmsprop": "RMSprop",
-    "rprop": "Rprop",
-    "sgd": "SGD",
-}
 CASES = [
     pytest.param(name, kwargs, id=f"{name}-{desc}")
-    for key, name in NAMES.items()
+    for key, name in OPTIMIZER_NAMES.items()
     for desc, kwargs in torch_configs(key)
 ]
 
@@ -43,11 +36,11 @@ def test_every_torch_optimiser_with_configurations_is_covered():
     from test_optim_common import common_optimizers
 
     functions = {n[len("optim_inputs_func_") :] for n in dir(common_optimizers())}
-    assert functions & {"lbfgs", "sparseadam", "muon", *NAMES} == {
+    assert functions & {"lbfgs", "sparseadam", "muon", *OPTIMIZER_NAMES} == {
         "lbfgs",
         "sparseadam",
         "muon",
-        *NAMES,
+        *OPTIMIZER_NAMES,
     }
     assert len(CASES) > 60
 
