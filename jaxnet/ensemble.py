@@ -1,28 +1,32 @@
-"""Train N copies of a model at once: one ``jax.vmap``-ed, compiled call for all of them.
+"""Train N copies of a model at once: one ``jax.vmap``-ed, compiled loop for all of them.
 
 PyTorch has no counterpart short of a Python loop over N models (or ``torch.func``'s
 ``stack_module_state`` + ``vmap`` for the forward pass only). Here an ensemble or a
 hyperparameter sweep is the ordinary training loop with a leading member axis on the
 state: members differ by their initial key and/or by hyperparameters such as the
-learning rate, and share the data and the batch order.
+learning rate, and share the data and the batch order. The hyperparameters live in the
+optimiser state, as ``optax.inject_hyperparams`` puts them there, so one optimiser
+serves every member::
 
     model = nn.MLP(784, [256, 64], 10)
+    opt = optax.inject_hyperparams(optim.SGD)(lr=0.01, momentum=0.9)
     lrs = jnp.array([0.003, 0.01, 0.03, 0.1])
-    make_opt = lambda lr: optim.SGD(lambda step: lr, momentum=0.9)   # lr traced per member
-    states = ensemble.create(model, jax.random.split(key, 4), make_opt, lrs)
-    loop = ensemble.make_ensemble_loop(loss_fn, make_opt)
-    states, metrics = loop(states, data, index_batches, lrs)          # metrics: (4, steps)
+    states = ensemble.create(model, jax.random.split(key, 4), opt, {"lr": lrs})
+    loop = train.train_loop(train.train_step(loss_fn))
+    loop = jax.jit(jax.vmap(loop, in_axes=(0, None, None)), donate_argnums=0)
+    states, metrics = loop(states, data, index_batches)      # metrics: (4, steps)
 
-Member ``i`` equals a separate ``train.make_train_loop`` run from the same key with
-``make_opt(lrs[i])``.
+Member ``i`` equals a separate ``train.train_loop`` run from ``keys[i]`` with
+``optim.SGD(lr=lrs[i], momentum=0.9)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxnet import train
@@ -31,45 +35,54 @@ from jaxnet import train
 def create(
     model: Any,
     keys: jax.Array,
-    make_optimizer: Callable[[Any], optax.GradientTransformation],
-    hparams: Any,
+    optimizer: optax.GradientTransformation,
+    hyperparams: Mapping[str, Any] | None = None,
 ) -> train.TrainState:
-    """Stacked ``TrainState``s: member ``i`` is initialised with ``keys[i]`` and
-    ``make_optimizer(hparams[i])``; its training key is ``keys[i]`` as well, and its
-    buffers (if the model has any) are the model's initial ones.
+    """Stacked ``TrainState``s, one per key: member ``i`` is ``model.init(keys[i])``, its
+    training key is ``keys[i]`` as well, and its buffers (if the model has any) are the
+    model's initial ones.
+
+    ``hyperparams`` maps names of ``optimizer``'s injected hyperparameters
+    (``optax.inject_hyperparams(...)(name=default, ...)``) to one value per member,
+    which replace the defaults in each member's optimiser state; ``update`` reads them
+    there every step. A hyperparameter that shapes the initial optimiser state (Adagrad's
+    ``initial_accumulator_value``) takes its default for every member.
 
     PyTorch equivalent: building N models and optimisers in a loop, then
     ``torch.func.stack_module_state(models)`` for the stacked parameters (torch has no
     stacked optimiser state)."""
+    hyperparams = dict(hyperparams or {})
+    members = len(keys)
+    for name, values in hyperparams.items():
+        if jnp.shape(values)[:1] != (members,):
+            raise ValueError(
+                f"ensemble.create: hyperparams[{name!r}] needs one value per member, a "
+                f"leading axis of {members}, got shape {jnp.shape(values)}"
+            )
 
-    def one(key, hp):
-        buffers = model.init_buffers()
-        return train.TrainState.create(model.init(key), make_optimizer(hp), key, buffers)
+    def one(key, values):
+        state = train.TrainState.create(model.init(key), optimizer, key, model.init_buffers())
+        return state.replace(opt_state=_with_hyperparams(state.opt_state, values))
 
-    return jax.vmap(one)(keys, hparams)
+    return jax.vmap(one)(keys, hyperparams)
 
 
-def make_ensemble_loop(
-    loss_fn: Callable,
-    make_optimizer: Callable[[Any], optax.GradientTransformation],
-    has_aux: bool = False,
-    nan_policy: str = "stop",
-    has_state: bool = False,
-) -> Callable:
-    """A jitted ``loop(states, data, index_batches, hparams) -> (states, metrics)``.
-
-    The vmap of :func:`jaxnet.train.train_loop` over the members (axis 0 of ``states``
-    and ``hparams``); ``data`` and ``index_batches`` are shared. ``make_optimizer`` is
-    called with one member's (traced) hyperparameters, so pass them to jaxnet optimisers
-    as schedules (``lambda step: lr``). ``has_aux`` and ``has_state`` are
-    :func:`jaxnet.train.make_train_step`'s. ``states`` is donated.
-
-    PyTorch has no counterpart: ``torch.func.vmap`` over ``functional_call`` batches the
-    forward and backward passes, but each optimiser still steps in a Python loop.
-    """
-
-    def member(state, data, index_batches, hp):
-        loop = train.train_loop(loss_fn, make_optimizer(hp), has_aux, nan_policy, has_state)
-        return loop(state, data, index_batches)
-
-    return jax.jit(jax.vmap(member, in_axes=(0, None, None, 0)), donate_argnums=0)
+def _with_hyperparams(opt_state: Any, values: dict[str, Any]) -> Any:
+    """``opt_state`` (an ``inject_hyperparams`` state) with ``values`` in its
+    ``hyperparams``, each in the dtype of the default it replaces."""
+    if not values:
+        return opt_state
+    injected = getattr(opt_state, "hyperparams", None)
+    if injected is None:
+        raise TypeError(
+            "ensemble.create: per-member hyperparams need an optimiser built with "
+            "optax.inject_hyperparams, e.g. optax.inject_hyperparams(optim.SGD)(lr=0.1)"
+        )
+    unknown = sorted(set(values) - set(injected))
+    if unknown:
+        raise ValueError(
+            f"ensemble.create: {unknown} are not injected hyperparameters of the optimiser; "
+            f"it has {sorted(injected)}"
+        )
+    cast = {name: jnp.asarray(v, injected[name].dtype) for name, v in values.items()}
+    return opt_state._replace(hyperparams={**injected, **cast})
