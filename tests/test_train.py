@@ -1,4 +1,8 @@
-"""Train step, compiled loop, NaN policy, evaluate and fit against a hand-written torch loop."""
+"""Train step, compiled loop, NaN policy, evaluate and fit against a hand-written torch loop.
+
+``train.train_step`` and ``train.train_loop`` return functions to compile; the tests
+compile them as the documentation does, ``jax.jit(..., donate_argnums=0)``.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +31,22 @@ def data(rng):
     return rng.standard_normal((64, 6)), rng.standard_normal((64, 3))
 
 
+def compiled_step(loss_fn, **kwargs):
+    """The documented one-step recipe: the pure step, jitted with its state donated."""
+    return jax.jit(train.train_step(loss_fn, **kwargs), donate_argnums=0)
+
+
+def compiled_loop(loss_fn, **kwargs):
+    """The documented many-steps recipe: the loop over the pure step, jitted, donated."""
+    return jax.jit(train.train_loop(train.train_step(loss_fn, **kwargs)), donate_argnums=0)
+
+
+def leaf_bytes(tree) -> list[bytes]:
+    """The raw bytes of every leaf; a typed PRNG key's are those of its key data."""
+    raw = lambda a: jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a  # noqa: E731
+    return [np.asarray(raw(leaf)).tobytes() for leaf in jax.tree.leaves(tree)]
+
+
 def torch_sgd_losses(t_net, x, y, index_batches, lr=0.05, momentum=0.9):
     opt = torch.optim.SGD(t_net.parameters(), lr=lr, momentum=momentum)
     losses = []
@@ -46,14 +66,14 @@ def test_step_and_loop_equal_torch_sgd_momentum(data):
     order = np.arange(64).reshape(8, 8)[::-1]
     opt = optim.SGD(0.05, momentum=0.9)
 
-    step = train.make_train_step(mse_loss, opt)
+    step = compiled_step(mse_loss)
     state = train.TrainState.create(params, opt, jax.random.key(0))
     step_losses = []
     for idx in order:
         state, metrics = step(state, (x[idx], y[idx]))
         step_losses.append(float(metrics["loss"]))
 
-    loop = train.make_train_loop(mse_loss, opt)
+    loop = compiled_loop(mse_loss)
     state2 = train.TrainState.create(params, opt, jax.random.key(0))
     state2, metrics = loop(state2, (jnp.asarray(x), jnp.asarray(y)), jnp.asarray(order))
 
@@ -71,10 +91,10 @@ def test_jitted_step_equals_eager(data):
     opt = optim.Adam(1e-2)
     params = NET.init(jax.random.key(1))
     state = train.TrainState.create(params, opt, jax.random.key(0))
-    jitted, _ = train.make_train_step(mse_loss, opt)(state, (x[:8], y[:8]))
+    jitted, _ = jax.jit(train.train_step(mse_loss))(state, (x[:8], y[:8]))
     state = train.TrainState.create(params, opt, jax.random.key(0))
     with jax.disable_jit():
-        eager, _ = train.make_train_step(mse_loss, opt)(state, (x[:8], y[:8]))
+        eager, _ = train.train_step(mse_loss)(state, (x[:8], y[:8]))
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15),
         jitted.params,
@@ -87,7 +107,7 @@ def test_step_donates_its_state(data):
     opt = optim.SGD(0.1)
     state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
     old_weight = state.params["0"]["weight"]
-    train.make_train_step(mse_loss, opt)(state, (x[:8], y[:8]))
+    compiled_step(mse_loss)(state, (x[:8], y[:8]))
     assert old_weight.is_deleted()
 
 
@@ -97,31 +117,82 @@ def poisoned(x, y, bad_batch, batch_size=8):
     return jnp.asarray(x), jnp.asarray(y)
 
 
-def test_nan_stop_keeps_last_finite_params_and_names_the_step(data):
+def test_nan_stop_keeps_the_state_before_the_failing_call_and_names_the_step(data):
+    """Calls of 3 steps (0-2, 3-5, 6-7); batch 4 is poisoned, so the call of steps 3-5
+    fails. The error holds the state before that call, bit for bit a clean run of 3
+    steps, and that call's batches; ``find_nonfinite_step`` replays them to step 4 and
+    returns the state before it, bit for bit a clean run of 4 steps."""
     x, y = data
     opt = optim.SGD(0.05, momentum=0.9)
     params = NET.init(jax.random.key(0))
     state = train.TrainState.create(params, opt, jax.random.key(0))
-    with pytest.raises(train.NonFiniteLossError, match=r"loss is nan at step 3 ") as info:
-        train.fit(
-            state,
-            mse_loss,
-            opt,
-            poisoned(x, y, 3),
-            epochs=1,
-            batch_size=8,
-            progress=False,
-            shuffle=False,
-        )
-    stopped = info.value.state
-    assert int(stopped.step) == 3
-    # the same three clean steps, run alone, give the same parameters
-    clean = train.TrainState.create(params, opt, jax.random.key(0))
-    clean, _ = train.make_train_loop(mse_loss, opt)(
-        clean, (jnp.asarray(x), jnp.asarray(y)), jnp.arange(24).reshape(3, 8)
+    bad = poisoned(x, y, 4)
+    message = (
+        r"fit: a non-finite value in steps 3-5: the first non-finite loss, nan, is at step 4 "
+        r"\(batch 4 of epoch 1\)"
     )
-    jax.tree.map(np.testing.assert_array_equal, stopped.params, clean.params)
-    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(stopped.params))
+    with pytest.raises(train.NonFiniteLossError, match=message) as info:
+        train.fit(state, mse_loss, bad, epochs=1, batch_size=8, steps_per_call=3,
+                  progress=False, shuffle=False)  # fmt: skip
+    error = info.value
+    order = np.arange(64).reshape(8, 8)
+    np.testing.assert_array_equal(error.index_batches, order[3:6])
+    assert int(error.state.step) == 3 and int(error.state.epoch) == 0
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(error.state.params))
+
+    def clean_run(steps):
+        clean = train.TrainState.create(params, opt, jax.random.key(0))
+        clean, _ = compiled_loop(mse_loss)(
+            clean, (jnp.asarray(x), jnp.asarray(y)), jnp.asarray(order[:steps])
+        )
+        return clean
+
+    assert leaf_bytes(error.state) == leaf_bytes(clean_run(3))
+
+    found = train.find_nonfinite_step(train.train_step(mse_loss), error.state, bad,
+                                      error.index_batches)  # fmt: skip
+    assert isinstance(found, train.NonFiniteStep)
+    assert found.index == 1 and np.isnan(found.loss)  # step 3 + 1
+    assert int(found.state.step) == 4
+    assert leaf_bytes(found.state) == leaf_bytes(clean_run(4))
+    # The replay donated nothing: the error's state is still readable.
+    assert leaf_bytes(error.state) == leaf_bytes(clean_run(3))
+
+
+def test_find_nonfinite_step_returns_none_on_a_clean_replay(data):
+    x, y = data
+    opt = optim.SGD(0.05, momentum=0.9)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+    order = np.arange(64).reshape(8, 8)[::-1]
+    step = train.train_step(mse_loss)
+    assert train.find_nonfinite_step(step, state, (jnp.asarray(x), jnp.asarray(y)), order) is None
+    assert int(state.step) == 0  # read after the replay: nothing was donated
+
+
+def test_find_nonfinite_step_finds_parameters_made_non_finite_by_a_finite_loss(data):
+    """A loss whose gradient is NaN where the loss is finite: the replay stops at the first
+    step whose updated parameters are not finite, and reports its finite loss."""
+    x, y = data
+    opt = optim.SGD(0.05)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+
+    def gated(params, batch):
+        x, y, gate = batch
+        return mse_loss(params, (x, y)) + jnp.sqrt(jnp.abs(params["0"]["bias"][0] * jnp.min(gate)))
+
+    gate = np.ones(64)
+    gate[5 * 8 : 6 * 8] = 0.0  # batch 5: finite loss, NaN gradient
+    order = np.arange(64).reshape(8, 8)
+    found = train.find_nonfinite_step(
+        train.train_step(gated), state, (jnp.asarray(x), jnp.asarray(y), gate), order[2:]
+    )
+    assert found.index == 3 and np.isfinite(found.loss)  # batch 2 + 3
+    assert int(found.state.step) == 3  # replayed from step 0, starting at batch 2
+    replayed, _ = compiled_loop(gated)(
+        train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0)),
+        (jnp.asarray(x), jnp.asarray(y), gate), order[2:5],
+    )  # fmt: skip
+    assert leaf_bytes(found.state) == leaf_bytes(replayed)
 
 
 def test_nan_skip_drops_only_that_update(data, capsys):
@@ -131,7 +202,6 @@ def test_nan_skip_drops_only_that_update(data, capsys):
     state, history = train.fit(
         state,
         mse_loss,
-        opt,
         poisoned(x, y, 2),
         epochs=1,
         batch_size=8,
@@ -157,7 +227,6 @@ def test_fit_learns_and_reports(data):
     state, history = train.fit(
         state,
         mse_loss,
-        opt,
         (x, y),
         epochs=30,
         batch_size=16,
@@ -190,12 +259,20 @@ def test_bad_arguments_raise(data):
     opt = optim.SGD(0.1)
     state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
     with pytest.raises(ValueError, match="nan_policy='ignore' is not one of"):
-        train.make_train_loop(mse_loss, opt, nan_policy="ignore")
+        train.train_step(mse_loss, nan_policy="ignore")
+    with pytest.raises(ValueError, match="nan_policy='ignore' is not one of"):
+        train.fit(state, mse_loss, data, epochs=1, batch_size=8, nan_policy="ignore")
     with pytest.raises(ValueError, match="batch_size=100 is larger than the data set"):
-        train.fit(state, mse_loss, opt, data, epochs=1, batch_size=100, progress=False)
+        train.fit(state, mse_loss, data, epochs=1, batch_size=100, progress=False)
 
 
-@pytest.mark.parametrize("unroll", [1, 7])
+def full_batch_loop(loss_fn, unroll=1, **kwargs):
+    """The documented full-batch recipe: ``steps`` is static."""
+    loop = train.train_loop(train.train_step(loss_fn, **kwargs), unroll=unroll)
+    return jax.jit(loop, donate_argnums=0, static_argnames="steps")
+
+
+@pytest.mark.parametrize("unroll", [1, 7, True])
 @pytest.mark.parametrize("steps", [50, 301], ids=["one-block", "blocks-and-tail"])
 def test_full_batch_loop_equals_torch_gradient_descent(steps, unroll, rng):
     """Seed 001's regression: full-batch GD on w, b, the same trajectory as torch's
@@ -205,10 +282,9 @@ def test_full_batch_loop_equals_torch_gradient_descent(steps, unroll, rng):
     layer = nn.Linear(1, 1, dtype=jnp.float64)
     zeros = {"weight": jnp.zeros((1, 1)), "bias": jnp.zeros(1)}
     opt = optim.SGD(0.1)
-    loop = train.make_full_batch_loop(
-        lambda p, b: jnp.mean((layer.apply(p, b[0]) - b[1]) ** 2), opt, steps, unroll=unroll
-    )
-    state, metrics = loop(train.TrainState.create(zeros, opt, jax.random.key(0)), (x, y))
+    loop = full_batch_loop(lambda p, b: jnp.mean((layer.apply(p, b[0]) - b[1]) ** 2), unroll)
+    state, metrics = loop(train.TrainState.create(zeros, opt, jax.random.key(0)), (x, y),
+                          steps=steps)  # fmt: skip
 
     w, b = (torch.zeros(1, dtype=torch.float64, requires_grad=True) for _ in range(2))
     tx, ty, losses = torch.tensor(x), torch.tensor(y), []
@@ -225,11 +301,78 @@ def test_full_batch_loop_equals_torch_gradient_descent(steps, unroll, rng):
     np.testing.assert_allclose(metrics["loss"], losses, rtol=1e-12)
     np.testing.assert_allclose(state.params["weight"][0, 0], w.item(), rtol=1e-12)
     np.testing.assert_allclose(state.params["bias"][0], b.item(), rtol=1e-12)
-    with pytest.raises(ValueError, match="steps=0 must be a positive int"):
-        train.make_full_batch_loop(lambda p, b: 0.0, opt, 0)
-    for unroll, error in ((0, ValueError), (2.5, TypeError), (True, TypeError)):
-        with pytest.raises(error, match=f"unroll={unroll!r} must be a positive int"):
-            train.make_full_batch_loop(lambda p, b: 0.0, opt, 10, unroll=unroll)
+
+
+@pytest.mark.parametrize("steps", [1, 131], ids=["one-step", "block-and-tail"])
+def test_full_batch_loop_equals_separate_steps(data, steps):
+    """``loop(state, data, steps=n)`` is n compiled steps on all of ``data``: the same
+    state and the same per-step metrics (aux included) as calling the step n times
+    (131 steps run as one block of 66 and a tail of 65)."""
+    x, y = (jnp.asarray(a) for a in data)
+    opt = optim.Adam(1e-2)
+    params = NET.init(jax.random.key(2))
+
+    def loss_with_aux(params, batch):
+        out = NET.apply(params, batch[0])
+        return jnp.mean((out - batch[1]) ** 2), {"mean_out": jnp.mean(out)}
+
+    state, metrics = full_batch_loop(loss_with_aux, has_aux=True)(
+        train.TrainState.create(params, opt, jax.random.key(0)), (x, y), steps=steps
+    )
+    step = compiled_step(loss_with_aux, has_aux=True)
+    alone = train.TrainState.create(params, opt, jax.random.key(0))
+    expected = {"loss": [], "mean_out": []}
+    for _ in range(steps):
+        alone, step_metrics = step(alone, (x, y))
+        for name, value in step_metrics.items():
+            expected[name].append(float(value))
+    assert int(state.step) == int(alone.step) == steps
+    for name, values in expected.items():
+        assert metrics[name].shape == (steps,)
+        np.testing.assert_allclose(metrics[name], values, rtol=1e-12)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15),
+        (state.params, state.opt_state),
+        (alone.params, alone.opt_state),
+    )
+
+
+def test_train_loop_takes_index_batches_or_steps(data):
+    x, y = (jnp.asarray(a) for a in data)
+    opt = optim.SGD(0.1)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+    loop = train.train_loop(train.train_step(mse_loss))
+    message = r"train_loop: give either index_batches or steps \(full batch\)"
+    with pytest.raises(TypeError, match=message):
+        loop(state, (x, y))
+    with pytest.raises(TypeError, match=message):
+        loop(state, (x, y), jnp.arange(16).reshape(2, 8), steps=2)
+    with pytest.raises(TypeError, match=message):
+        jax.jit(loop, static_argnames="steps")(state, (x, y))
+    for steps, error in ((0, ValueError), (-3, ValueError), (2.5, TypeError), ("2", TypeError)):
+        with pytest.raises(error, match=f"train_loop: steps={steps!r} must be a positive int"):
+            loop(state, (x, y), steps=steps)
+    with pytest.raises(ValueError, match=r"train_loop: steps=0 must be a positive int"):
+        full_batch_loop(mse_loss)(state, (x, y), steps=0)
+    assert int(state.step) == 0  # nothing ran, nothing was donated
+
+
+def test_the_optimiser_is_a_static_field_of_the_state():
+    """``tx`` travels with the state but is no leaf: transforms and checkpoints see only
+    arrays, and a mapped state keeps the very same optimiser."""
+    opt = optim.SGD(0.1, momentum=0.9)
+    state = train.TrainState.create(NET.init(jax.random.key(0)), opt, jax.random.key(0))
+    assert state.tx is opt
+    leaves = jax.tree.leaves(state)
+    assert not any(callable(leaf) for leaf in leaves)
+    assert all(isinstance(leaf, jax.Array) for leaf in leaves)
+    expected = len(jax.tree.leaves((state.params, state.opt_state))) + 3  # step, key, epoch
+    assert len(leaves) == expected
+    mapped = jax.tree.map(lambda a: a, state)
+    assert mapped.tx is state.tx
+    # A new optimiser is a new static value: jit compiles the state's update anew.
+    other = state.replace(tx=optim.SGD(0.5))
+    assert jax.tree.structure(other) != jax.tree.structure(state)
 
 
 def test_data_arrays_of_different_lengths_are_refused(data):
@@ -239,9 +382,9 @@ def test_data_arrays_of_different_lengths_are_refused(data):
     with pytest.raises(ValueError, match=r"fit: train_data: every data array needs the same "
                        r"number of examples on axis 0, got shapes \{'\[0\]': \(64, 6\), "
                        r"'\[1\]': \(60, 3\)\}"):  # fmt: skip
-        train.fit(state, mse_loss, opt, (x, y[:60]), epochs=1, batch_size=8, progress=False)
+        train.fit(state, mse_loss, (x, y[:60]), epochs=1, batch_size=8, progress=False)
     with pytest.raises(ValueError, match=r"fit: eval_data: every data array .*\(60, 3\)"):
-        train.fit(state, mse_loss, opt, (x, y), epochs=1, batch_size=8, progress=False,
+        train.fit(state, mse_loss, (x, y), epochs=1, batch_size=8, progress=False,
                   metric_fn=lambda p, b: {"v": b[0][:, 0]}, eval_data=(x, y[:60]))  # fmt: skip
     with pytest.raises(ValueError, match="evaluate: every data array"):
         train.evaluate(lambda p, b: {"v": b[0][:, 0]}, None, (x, y[:60]))
@@ -292,7 +435,7 @@ def test_fit_checks_arguments_before_compiling(data, kwargs, error, match):
     kwargs = {name: data if value == "data" else value for name, value in kwargs.items()}
     kwargs = {"epochs": 1, "batch_size": 8, "progress": False, **kwargs}
     with pytest.raises(error, match=match):
-        train.fit(state, untraceable_loss, opt, data, **kwargs)
+        train.fit(state, untraceable_loss, data, **kwargs)
     assert all(not leaf.is_deleted() for leaf in jax.tree.leaves(state.params))  # not donated
 
 
