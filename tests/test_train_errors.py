@@ -14,6 +14,7 @@ Expected values come from NumPy (the MLP's forward pass written out) and from
 
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 
@@ -68,7 +69,7 @@ def test_a_metric_named_loss_is_the_users(data, progress):
     x, y = data
     opt = optim.SGD(0.05)
     state, history = train.fit(
-        fresh(opt), mse, opt, (x, y), epochs=2, batch_size=BATCH, metric_fn=per_example_loss,
+        fresh(opt), mse, (x, y), epochs=2, batch_size=BATCH, metric_fn=per_example_loss,
         eval_data=(x[:40], y[:40]), progress=progress,
     )  # fmt: skip
     assert int(state.epoch) == 2 and len(history["eval"]) == 2
@@ -103,15 +104,15 @@ def test_an_error_in_metric_fn_after_epoch_two_leaves_epoch_twos_state(data):
     opt = optim.SGD(0.05, momentum=0.9)
     with pytest.raises(Exception, match="metric failed on the second evaluation") as info:
         train.fit(
-            fresh(opt), mse, opt, (x, y), epochs=3, batch_size=BATCH,
+            fresh(opt), mse, (x, y), epochs=3, batch_size=BATCH,
             metric_fn=failing_on_second_evaluation([]), eval_data=(x, y), progress=False,
         )  # fmt: skip
     state = info.value.state
     assert (int(state.epoch), int(state.step)) == (2, 16)  # both epochs trained
     # Training goes on from it exactly as if nothing had happened.
-    state, _ = train.fit(state, mse, opt, (x, y), epochs=1, batch_size=BATCH, progress=False)
+    state, _ = train.fit(state, mse, (x, y), epochs=1, batch_size=BATCH, progress=False)
     uninterrupted, _ = train.fit(
-        fresh(opt), mse, opt, (x, y), epochs=3, batch_size=BATCH, progress=False
+        fresh(opt), mse, (x, y), epochs=3, batch_size=BATCH, progress=False
     )
     assert leaf_bytes(state) == leaf_bytes(uninterrupted)
 
@@ -128,30 +129,37 @@ class InterruptingBar(tqdm):
         return super().update(n)
 
 
-def test_an_interrupt_from_the_progress_bar_leaves_the_last_good_state(data, monkeypatch):
-    """Each epoch runs as 2 chunks of 4 steps; the interrupt comes in epoch 2's first check,
-    when both of its chunks have been dispatched."""
+@pytest.mark.parametrize(("nan_policy", "expected_steps"), [("stop", 8), ("skip", 16)])
+def test_an_interrupt_from_the_progress_bar_leaves_the_last_good_state(
+    data, monkeypatch, nan_policy, expected_steps
+):
+    """Each epoch runs as 2 calls of 4 steps; the interrupt comes in epoch 2's first check.
+    ``"stop"`` checks each call as it returns, so the last good state is epoch 1's end
+    (step 8); ``"skip"`` has dispatched both of epoch 2's calls by then and their input
+    states were donated, so the last state is after both (step 16, epoch not yet
+    counted)."""
     x, y = data
     opt = optim.SGD(0.05, momentum=0.9)
-    monkeypatch.setattr(train, "tqdm", InterruptingBar)
+    fit_module = importlib.import_module("jaxnet.train.fit")  # train.fit is the function
+    monkeypatch.setattr(fit_module, "tqdm", InterruptingBar)
     monkeypatch.setattr(InterruptingBar, "updates", 0)
     with pytest.raises(KeyboardInterrupt) as info:
         train.fit(
-            fresh(opt), mse, opt, (x, y), epochs=2, batch_size=BATCH, chunks_per_epoch=2,
-            progress=False,
+            fresh(opt), mse, (x, y), epochs=2, batch_size=BATCH, chunks_per_epoch=2,
+            nan_policy=nan_policy, progress=False,
         )  # fmt: skip
     state = info.value.state
     steps = int(state.step)
-    assert int(state.epoch) == 1 and 8 < steps <= 16
+    assert int(state.epoch) == 1 and steps == expected_steps
     # The state is the one training reached: the same steps from the start, in fit's order.
     key = jax.random.key(1)
     order = np.concatenate([train.epoch_batch_order(key, e, 64, BATCH) for e in range(2)])
-    replayed, _ = train.make_train_loop(mse, opt)(
+    replayed, _ = jax.jit(train.train_loop(train.train_step(mse)))(
         fresh(opt), (jnp.asarray(x), jnp.asarray(y)), jnp.asarray(order[:steps])
     )
     assert leaf_bytes(state.params) == leaf_bytes(replayed.params)
-    monkeypatch.setattr(train, "tqdm", tqdm)
-    state, history = train.fit(state, mse, opt, (x, y), epochs=1, batch_size=BATCH,
+    monkeypatch.setattr(fit_module, "tqdm", tqdm)
+    state, history = train.fit(state, mse, (x, y), epochs=1, batch_size=BATCH,
                                progress=False)  # fmt: skip
     assert int(state.epoch) == 2 and np.isfinite(history["step_loss"]).all()
 
@@ -169,7 +177,7 @@ def test_evaluate_refuses_zero_examples(data):
                        buffers={})  # fmt: skip
     opt = optim.SGD(0.1)
     with pytest.raises(ValueError, match="fit: eval_data has no examples"):
-        train.fit(fresh(opt), mse, opt, (x, y), epochs=1, batch_size=BATCH,
+        train.fit(fresh(opt), mse, (x, y), epochs=1, batch_size=BATCH,
                   metric_fn=per_example_loss, eval_data=(x[:0], y[:0]), progress=False)  # fmt: skip
 
 
@@ -183,7 +191,7 @@ def test_fit_warns_once_with_the_number_of_dropped_examples(data, shuffle):
     opt = optim.SGD(0.05)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        state, history = train.fit(fresh(opt), mse, opt, (x, y), epochs=3, batch_size=BATCH,
+        state, history = train.fit(fresh(opt), mse, (x, y), epochs=3, batch_size=BATCH,
                                    shuffle=shuffle, progress=False)  # fmt: skip
     dropped = [w for w in caught if issubclass(w.category, UserWarning)]
     messages = [str(w.message) for w in dropped]
@@ -198,7 +206,7 @@ def test_fit_does_not_warn_when_the_batches_fill_the_epoch(data):
     opt = optim.SGD(0.05)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train.fit(fresh(opt), mse, opt, data, epochs=1, batch_size=BATCH, progress=False)
+        train.fit(fresh(opt), mse, data, epochs=1, batch_size=BATCH, progress=False)
 
 
 # ------------------------------------------------------------ float16 overflow
@@ -211,18 +219,22 @@ def half_loss(params, batch):
     return jnp.mean((HALF.apply(params, x).astype(jnp.float32) - y) ** 2)
 
 
+def half_data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4)).astype(np.float16)
+    return x, rng.standard_normal((32, 2)).astype(np.float32)
+
+
 def half_run(nan_policy: str):
     """Adam with lr 1e5 on float16 parameters: the first update (about lr * sign(g)) is
     beyond float16's largest value, 65504, though the loss and gradients are finite."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((32, 4)).astype(np.float16)
-    y = rng.standard_normal((32, 2)).astype(np.float32)
+    x, y = half_data()
     params = HALF.init(jax.random.key(0))
     loss, grads = jax.value_and_grad(half_loss)(params, (x[:8], y[:8]))
     assert np.isfinite(loss) and all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     opt = optim.Adam(1e5)
     state = train.TrainState.create(params, opt, jax.random.key(0))
-    return train.fit(state, half_loss, opt, (x, y), epochs=1, batch_size=8, shuffle=False,
+    return train.fit(state, half_loss, (x, y), epochs=1, batch_size=8, shuffle=False,
                      nan_policy=nan_policy, progress=False)  # fmt: skip
 
 
@@ -230,11 +242,17 @@ def test_float16_overflow_is_not_blamed_on_the_gradients():
     with pytest.raises(train.NonFiniteLossError) as info:
         half_run("stop")
     message = str(info.value)
-    assert "at step 0 " in message and "the loss was finite" in message
+    assert "in steps 0-0: " in message and "the losses were finite" in message
     assert "overflow" in message
     assert not re.search(r"gradients (are|were) (not finite|non-finite)", message), message
     assert int(info.value.state.step) == 0
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(info.value.state.params))
+    # The replay names the step: finite loss, non-finite parameters after it.
+    x, y = half_data()
+    found = train.find_nonfinite_step(
+        train.train_step(half_loss), info.value.state, (x, y), info.value.index_batches
+    )
+    assert found.index == 0 and np.isfinite(found.loss) and int(found.state.step) == 0
 
 
 def test_skip_policy_drops_an_overflowing_update():
