@@ -8,7 +8,7 @@ Nothing here writes a collective by hand. Arrays are placed on a device
 :class:`~jax.sharding.Mesh` with axes ``('data', 'model')``: the parameters and the
 optimiser state replicated (:func:`replicate`), each batch split along its batch axis
 over ``'data'`` (:func:`shard_batch`). ``jax.jit`` propagates those input shardings
-through :func:`jaxnet.train.make_train_step` and :func:`jaxnet.train.make_train_loop`
+through the jitted :func:`jaxnet.train.train_step` and :func:`jaxnet.train.train_loop`
 unchanged: every device computes the gradient of its slice and XLA's SPMD partitioner
 inserts the all-reduce that makes the mean over the global batch. The compiled epoch
 keeps the data set replicated and shards only the ``(steps, B)`` index batches along
@@ -171,7 +171,7 @@ def shard_batch(tree: PyTree, mesh: Mesh, axis: int = 0) -> PyTree:
     PyTorch equivalent: ``distribute_tensor(t, mesh, [Shard(axis)])``.
     Every process passes the whole global batch (the same values); use
     :func:`global_batch` when each process holds only its own piece. Index batches
-    ``(steps, B)`` for :func:`jaxnet.train.make_train_loop` take ``axis=1``. A negative
+    ``(steps, B)`` for :func:`jaxnet.train.train_loop` take ``axis=1``. A negative
     ``axis`` counts from each leaf's last axis (``-1`` is the last).
     """
     _check_mesh("shard_batch", mesh, DATA)

@@ -26,7 +26,7 @@ from jaxnet.datasets.batching import num_examples
 from jaxnet.optim.lr_scheduler import update_plateau
 from jaxnet.train.evaluate import EVAL_BATCH, check_metrics, compiled_metrics, mean_metrics
 from jaxnet.train.nonfinite import NonFiniteLossError
-from jaxnet.train.state import TrainState, epoch_batch_order
+from jaxnet.train.state import TrainState, copy_tree, epoch_batch_order
 from jaxnet.train.step import all_finite, check_nan_policy, train_loop, train_step
 
 
@@ -69,16 +69,16 @@ def fit(
     both or neither. ``history`` holds per-step losses, per-epoch mean loss and metrics,
     the compile time and the training time (without compilation).
 
-    **Non-finite values.** With ``nan_policy="stop"`` (default) each call is checked as
-    it returns: if a loss or a parameter came out non-finite, :class:`NonFiniteLossError`
-    is raised holding the state from before the call and that call's index batches
-    (:func:`~jaxnet.train.find_nonfinite_step` replays them to name the step). The call
-    does not donate its input, so training holds at most one extra copy of the state.
-    With ``"skip"`` a non-finite step is dropped inside the compiled loop and reported;
-    calls donate their input (no extra copy) and are dispatched one ahead of the checks.
+    **Non-finite values.** With ``nan_policy="stop"`` (default) ``fit`` keeps a copy of
+    the state from before each call (the one extra copy training holds) and checks the
+    call as it returns: if a loss or a parameter came out non-finite,
+    :class:`NonFiniteLossError` is raised holding that copy and the call's index batches
+    (:func:`~jaxnet.train.find_nonfinite_step` replays them to name the step). With
+    ``"skip"`` a non-finite step is dropped inside the compiled loop and reported, and
+    each call is dispatched before the previous one is checked.
 
-    **Ownership.** ``state`` is consumed (with ``"skip"`` its buffers are donated): use
-    the returned state. Any exception raised once training has started (a
+    **Ownership.** ``state`` is consumed (its buffers are donated to the compiled calls
+    and deleted): use the returned state. Any exception raised once training has started (a
     ``KeyboardInterrupt``, an error in ``metric_fn``) carries the last good state as its
     ``state`` attribute.
 
@@ -127,7 +127,7 @@ def fit(
 
     # Compiled ahead of time (one or two call lengths), so compile time is reported apart.
     start = time.perf_counter()
-    run = jax.jit(run, donate_argnums=0 if nan_policy == "skip" else ())
+    run = jax.jit(run, donate_argnums=0)
     compiled = {
         length: run.lower(state, train_data, place(np.zeros((length, batch_size)))).compile()
         for length in {chunk, steps % chunk or chunk}
@@ -255,9 +255,9 @@ class _EpochRun(NamedTuple):
         order = epoch_batch_order(
             holder["state"].key, epoch, self.n, self.batch_size, self.shuffle
         )  # (steps, B)
-        # "skip" dispatches each call before checking the previous one (its calls donate,
-        # so the device never waits for the bar); "stop" checks each call as it returns,
-        # while the state before it is still alive.
+        # "stop" copies the state before each call (the one extra copy) and checks the
+        # call as it returns; "skip" needs no copy and dispatches each call before
+        # checking the previous one, so the device never waits for the bar.
         ahead = 1 if self.nan_policy == "skip" else 0
         pending: list[tuple] = []
         losses = []
@@ -265,12 +265,13 @@ class _EpochRun(NamedTuple):
         try:
             for begin in range(0, self.steps, self.chunk):
                 indices = self.place(order[begin : begin + self.chunk])
-                before = holder["state"]
+                before = copy_tree(holder["state"]) if self.nan_policy == "stop" else None
                 state, metrics, params_finite = self.compiled[len(indices)](
-                    before, self.train_data, indices
+                    holder["state"], self.train_data, indices
                 )
-                if self.nan_policy == "skip":
-                    holder["state"] = state  # the input was donated: this is the live one
+                # The input was donated: the last good state is now the copy ("stop",
+                # until the call is checked) or the call's result ("skip").
+                holder["state"] = state if before is None else before
                 pending.append((begin, indices, before, metrics, params_finite))
                 if len(pending) > ahead:
                     losses.append(self._finish(epoch, *pending.pop(0), bar=bar))
