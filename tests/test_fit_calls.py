@@ -24,7 +24,7 @@ def test_steps_per_call_trains_the_same_steps(steps_per_call, rng):
 
     def run(**kwargs):
         state = train.TrainState.create(net.init(jax.random.key(0)), opt, jax.random.key(1))
-        return train.fit(state, loss_fn, opt, (x, y), epochs=2, batch_size=8, progress=False,
+        return train.fit(state, loss_fn, (x, y), epochs=2, batch_size=8, progress=False,
                          **kwargs)  # fmt: skip
 
     reference, ref_history = run()
@@ -40,5 +40,5 @@ def test_steps_per_call_must_be_a_positive_int():
     opt = optim.SGD(0.1)
     state = train.TrainState.create(net.init(jax.random.key(0)), opt, jax.random.key(0))
     with pytest.raises(ValueError, match=r"fit: steps_per_call=0 must be a positive int"):
-        train.fit(state, lambda p, b: jnp.sum(net.apply(p, b)), opt, jnp.ones((4, 2)),
+        train.fit(state, lambda p, b: jnp.sum(net.apply(p, b)), jnp.ones((4, 2)),
                   epochs=1, batch_size=2, steps_per_call=0)  # fmt: skip

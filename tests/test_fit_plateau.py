@@ -41,7 +41,7 @@ def test_fit_steps_the_plateau_each_epoch_like_torch(rng):
         return {"mse": jnp.mean((ours.apply(p, batch[0]) - batch[1]) ** 2, axis=1)}
 
     state, _ = train.fit(
-        state, lambda p, b: F.mse_loss(ours.apply(p, b[0]), b[1]), opt, (x, y), epochs=8,
+        state, lambda p, b: F.mse_loss(ours.apply(p, b[0]), b[1]), (x, y), epochs=8,
         batch_size=64, shuffle=False, metric_fn=metric_fn, eval_data=(x, y),
         plateau_metric="mse", progress=False,
     )  # fmt: skip
@@ -62,8 +62,8 @@ def test_plateau_metric_errors():
         return F.mse_loss(net.apply(p, b[0]), b[1])
 
     with pytest.raises(ValueError, match=r"plateau_metric 'loss' is not a metric of metric_fn"):
-        train.fit(state, loss_fn, opt, data, epochs=1, batch_size=8, metric_fn=metric_fn,
+        train.fit(state, loss_fn, data, epochs=1, batch_size=8, metric_fn=metric_fn,
                   eval_data=data, plateau_metric="loss")  # fmt: skip
     with pytest.raises(ValueError, match=r"needs an optimiser with a ReduceLROnPlateau"):
-        train.fit(state, loss_fn, opt, data, epochs=1, batch_size=8, metric_fn=metric_fn,
+        train.fit(state, loss_fn, data, epochs=1, batch_size=8, metric_fn=metric_fn,
                   eval_data=data, plateau_metric="mse")  # fmt: skip

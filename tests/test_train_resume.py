@@ -47,7 +47,7 @@ def test_three_one_epoch_fits_train_on_three_orders_as_torch_does(rng):
     state = train.TrainState.create(params, opt, key)
     losses = []
     for epoch in range(3):
-        state, history = fit_quietly(state, mse64, opt, (x, y), epochs=1, batch_size=8)
+        state, history = fit_quietly(state, mse64, (x, y), epochs=1, batch_size=8)
         assert int(state.epoch) == epoch + 1 and int(state.step) == 8 * (epoch + 1)
         losses += history["step_loss"]
 
@@ -82,7 +82,7 @@ def test_three_one_epoch_fits_train_on_three_orders_as_torch_does(rng):
         np.testing.assert_allclose(final[name], value.numpy(), rtol=1e-11, atol=1e-13)
 
     at_once, _ = fit_quietly(
-        train.TrainState.create(params, opt, key), mse64, opt, (x, y), epochs=3, batch_size=8
+        train.TrainState.create(params, opt, key), mse64, (x, y), epochs=3, batch_size=8
     )
     assert leaf_bytes(at_once) == leaf_bytes(state)
 
@@ -124,7 +124,7 @@ def fit_epochs(state: train.TrainState, name: str, epochs: int) -> train.TrainSt
     has_state = name != "mlp"
     loss_fn = _stateful_loss if has_state else _stateless_loss
     state, _ = fit_quietly(
-        state, loss_fn, OPT, data, epochs=epochs, batch_size=8, has_state=has_state,
+        state, loss_fn, data, epochs=epochs, batch_size=8, has_state=has_state,
         chunks_per_epoch=3,
     )  # fmt: skip
     return state

@@ -4,8 +4,8 @@ The model is ``Linear(6, 16) -> BatchNorm1d(16) -> ReLU -> Dropout(p) -> Linear(
 trained with SGD (momentum 0.9) on the batches :func:`jaxnet.train.epoch_batch_order`
 gives, beside a torch twin loaded with the same weights and fed the same batches:
 
-* ``make_train_step(has_state=True)``: after each of 20 steps the parameters and all
-  three buffers (``running_mean``, ``running_var``, ``num_batches_tracked``) equal
+* ``train_step(has_state=True)``, jitted: after each of 20 steps the parameters and
+  all three buffers (``running_mean``, ``running_var``, ``num_batches_tracked``) equal
   torch's; with ``p=0`` against ``torch.nn.BatchNorm1d``/``Dropout`` as they are, with
   ``p=0.4`` against a torch twin multiplying by the very masks jaxnet drew.
 * ``fit(has_state=True)`` trains in training mode and evaluates in eval mode (running
@@ -129,13 +129,13 @@ def test_train_step_with_state_equals_torch_at_every_step(p, dtype):
     opt = optim.SGD(LR, momentum=MOMENTUM)
     torch_opt = torch.optim.SGD(twin.parameters(), lr=LR, momentum=MOMENTUM)
     state = train.TrainState.create(params, opt, jax.random.key(5), buffers)
-    step = train.make_train_step(stateful_loss(net), opt, has_state=True)
+    step = jax.jit(train.train_step(stateful_loss(net), has_state=True), donate_argnums=0)
     order = np.concatenate([train.epoch_batch_order(state.key, e, N, BATCH) for e in range(2)])
     assert order.shape == (20, BATCH)
     for i, idx in enumerate(order):
         scale = None
         if p > 0:  # torch multiplies by the masks this step draws
-            scale = dropout_scale(p, train.step_key(state), (BATCH, 16), dtype)
+            scale = dropout_scale(p, train.step_key(state.key, state.step), (BATCH, 16), dtype)
             assert 0 < np.count_nonzero(scale) < scale.size
         state, metrics = step(state, (x[idx], y[idx]))
         loss = torch_step(twin, torch_opt, x[idx], y[idx], scale)
@@ -154,7 +154,7 @@ def test_fit_trains_in_training_mode_and_evaluates_in_eval_mode(dtype):
     opt = optim.SGD(LR, momentum=MOMENTUM)
     state = train.TrainState.create(params, opt, jax.random.key(6), buffers)
     state, history = train.fit(
-        state, stateful_loss(net), opt, (x, y), epochs=2, batch_size=BATCH, has_state=True,
+        state, stateful_loss(net), (x, y), epochs=2, batch_size=BATCH, has_state=True,
         metric_fn=eval_metric(net), eval_data=(ex, ey), progress=False, chunks_per_epoch=3,
     )  # fmt: skip
 
@@ -184,7 +184,7 @@ def fit_dropout(key: jax.Array, epochs: int = 1) -> train.TrainState:
     net, _, params, buffers = start(0.4, "float32")
     opt = optim.SGD(LR, momentum=MOMENTUM)
     state = train.TrainState.create(params, opt, key, buffers)
-    state, _ = train.fit(state, stateful_loss(net), opt, dataset("float32"), epochs=epochs,
+    state, _ = train.fit(state, stateful_loss(net), dataset("float32"), epochs=epochs,
                          batch_size=BATCH, has_state=True, progress=False)  # fmt: skip
     return state
 
