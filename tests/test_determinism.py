@@ -4,8 +4,9 @@
   this process and once in each of two fresh Python processes (the saved safetensors
   files are compared byte for byte); another seed gives other parameters.
 * Non-finite steps, beyond test_train.py's NaN-loss cases: an inf loss, a NaN gradient
-  behind a finite loss, the step function (which always drops a non-finite step) against
-  the compiled loop's ``nan_policy``, and checkpointing the state a stopped run returns.
+  behind a finite loss, a ``train_step(nan_policy="skip")`` called step by step against
+  the compiled loop of the same step, and checkpointing the state a stopped run returns
+  (the state before the failing call).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def trained(seed: int) -> train.TrainState:
     )
     opt = optim.Adam(1e-2)
     state = train.TrainState.create(NET.init(init_key), opt, state_key)
-    state, _ = train.fit(state, loss_fn, opt, data, epochs=1, batch_size=BATCH, progress=False)
+    state, _ = train.fit(state, loss_fn, data, epochs=1, batch_size=BATCH, progress=False)
     assert int(state.step) == STEPS
     return state
 
@@ -131,11 +132,11 @@ def test_inf_loss_stops_naming_the_step(rng):
     x, y = data64(rng)
     y[2 * BATCH + 3] = np.inf  # batch 2's loss is inf
     opt = optim.Adam(1e-2)
-    with pytest.raises(train.NonFiniteLossError, match=r"loss is inf at step 2 ") as info:
+    match = r"the first non-finite loss, inf, is at step 2 \(batch 2 of epoch 1\)"
+    with pytest.raises(train.NonFiniteLossError, match=match) as info:
         train.fit(
             fresh(opt),
             mse64,
-            opt,
             (x, y),
             epochs=1,
             batch_size=BATCH,
@@ -144,6 +145,9 @@ def test_inf_loss_stops_naming_the_step(rng):
         )
     assert int(info.value.state.step) == 2
     assert all_finite(info.value.state.params)
+    found = train.find_nonfinite_step(train.train_step(mse64), info.value.state, (x, y),
+                                      info.value.index_batches)  # fmt: skip
+    assert found.index == 0 and np.isposinf(found.loss) and int(found.state.step) == 2
 
 
 def test_skipped_inf_step_equals_training_without_that_batch(rng):
@@ -154,7 +158,6 @@ def test_skipped_inf_step_equals_training_without_that_batch(rng):
     skipped, history = train.fit(
         fresh(opt),
         mse64,
-        opt,
         (x, y),
         epochs=1,
         batch_size=BATCH,
@@ -163,7 +166,7 @@ def test_skipped_inf_step_equals_training_without_that_batch(rng):
         progress=False,
     )
     assert np.isposinf(history["step_loss"][1]) and int(skipped.step) == 3
-    loop = train.make_train_loop(mse64, opt)
+    loop = jax.jit(train.train_loop(train.train_step(mse64)), donate_argnums=0)
     clean, _ = loop(
         fresh(opt), (jnp.asarray(clean_x), jnp.asarray(clean_y)), np.arange(24).reshape(3, 8)
     )
@@ -197,7 +200,6 @@ def test_nan_gradient_behind_a_finite_loss_never_reaches_the_params(rng, nan_pol
         state, _ = train.fit(
             state,
             gated_loss,
-            opt,
             (x, y, gate),
             epochs=1,
             batch_size=BATCH,
@@ -212,16 +214,16 @@ def test_nan_gradient_behind_a_finite_loss_never_reaches_the_params(rng, nan_pol
 
 
 def test_step_function_drops_a_non_finite_step_whole(rng):
-    """``make_train_step(nan_policy="skip")``: a non-finite step changes nothing, the next runs.
+    """``train_step(nan_policy="skip")``: a non-finite step changes nothing, the next runs.
 
     The default ``"stop"`` step is unguarded: the caller sees the NaN loss."""
     x, y = data64(rng)
     opt = optim.Adam(1e-2)
     bad_y = y[8:16].copy()
     bad_y[0] = np.nan
-    _, metrics = train.make_train_step(mse64, opt)(fresh(opt), (x[8:16], bad_y))
+    _, metrics = jax.jit(train.train_step(mse64))(fresh(opt), (x[8:16], bad_y))
     assert np.isnan(metrics["loss"]) and "finite" not in metrics
-    step = train.make_train_step(mse64, opt, nan_policy="skip")
+    step = jax.jit(train.train_step(mse64, nan_policy="skip"), donate_argnums=0)
     state, _ = step(fresh(opt), (x[:8], y[:8]))
     before = leaf_bytes(state)
     state, metrics = step(state, (x[8:16], bad_y))
@@ -229,7 +231,8 @@ def test_step_function_drops_a_non_finite_step_whole(rng):
     assert leaf_bytes(state) == before  # params, Adam's moments and count, step, key
     state, _ = step(state, (x[16:24], y[16:24]))
 
-    expected, _ = train.make_train_loop(mse64, opt, nan_policy="skip")(
+    skip_loop = train.train_loop(train.train_step(mse64, nan_policy="skip"))
+    expected, _ = jax.jit(skip_loop, donate_argnums=0)(
         fresh(opt),
         (jnp.asarray(x), jnp.asarray(np.where(np.arange(32)[:, None] == 8, np.nan, y))),
         np.arange(24).reshape(3, 8),
@@ -250,7 +253,6 @@ def test_a_stopped_runs_state_can_be_checkpointed(rng, tmp_path):
         train.fit(
             fresh(opt),
             mse64,
-            opt,
             (x, y),
             epochs=1,
             batch_size=BATCH,
