@@ -84,5 +84,6 @@ def _with_hyperparams(opt_state: Any, values: dict[str, Any]) -> Any:
             f"ensemble.create: {unknown} are not injected hyperparameters of the optimiser; "
             f"it has {sorted(injected)}"
         )
-    cast = {name: jnp.asarray(v, injected[name].dtype) for name, v in values.items()}
+    # Copies (jnp.array), not views of the caller's arrays: a donated loop deletes them.
+    cast = {name: jnp.array(v, injected[name].dtype) for name, v in values.items()}
     return opt_state._replace(hyperparams={**injected, **cast})
