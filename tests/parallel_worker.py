@@ -81,7 +81,7 @@ def fit_run(inputs, mesh, loss_fn=cross_entropy, batch_size=64):
     params = weights(inputs, "c.", CLASSIFIER).params
     state = train.TrainState.create(params, opt, jax.random.key(3))
     train_data, eval_data = (inputs["cx"], inputs["cy"]), (inputs["ex"], inputs["ey"])
-    return train.fit(state, loss_fn, opt, train_data, epochs=2, batch_size=batch_size,
+    return train.fit(state, loss_fn, train_data, epochs=2, batch_size=batch_size,
                      metric_fn=accuracy, eval_data=eval_data, chunks_per_epoch=2,
                      progress=False, mesh=mesh)  # fmt: skip
 
@@ -104,7 +104,7 @@ def bn_fit_run(inputs, mesh):
     loaded = weights(inputs, "b.", BN_CLASSIFIER)
     state = train.TrainState.create(loaded.params, opt, jax.random.key(4), loaded.buffers)
     train_data, eval_data = (inputs["cx"], inputs["cy"]), (inputs["ex"], inputs["ey"])
-    return train.fit(state, bn_cross_entropy, opt, train_data, epochs=2, batch_size=64,
+    return train.fit(state, bn_cross_entropy, train_data, epochs=2, batch_size=64,
                      metric_fn=bn_accuracy, eval_data=eval_data, has_state=True,
                      chunks_per_epoch=2, progress=False, mesh=mesh)  # fmt: skip
 
@@ -119,8 +119,8 @@ def devices(folder: Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     report: dict = {"devices": jax.device_count(), "collectives": {}, "shardings": {}}
 
+    loop = jax.jit(train.train_loop(train.train_step(mse)), donate_argnums=0)
     for name, make_opt in OPTIMIZERS.items():
-        loop = train.make_train_loop(mse, make_opt())
         single, metrics = loop(train.TrainState.create(params, make_opt(), key), (x, y), order)
         arrays[f"{name}_single_loss"] = np.asarray(metrics["loss"])
         arrays.update(flat(f"{name}_single.", single.params))
@@ -144,7 +144,7 @@ def devices(folder: Path) -> None:
                 checkpoint.save_state(folder / "sharded_state.safetensors", state)
                 arrays["sharded_logits"] = np.asarray(NET.apply(state.params, x[:16]))
 
-    step = train.make_train_step(mse, OPTIMIZERS["sgd"]())
+    step = jax.jit(train.train_step(mse), donate_argnums=0)
     state = parallel.replicate(train.TrainState.create(params, OPTIMIZERS["sgd"](), key), data_mesh)
     step_losses = []
     for idx in order:
@@ -194,7 +194,7 @@ def process(folder: Path, pid: int, port: int) -> None:
     opt = OPTIMIZERS["sgd"]()
     state = train.TrainState.create(weights(inputs, "r.", NET).params, opt, jax.random.key(0))
     state = parallel.replicate(state, mesh)
-    step = train.make_train_step(mse, opt)
+    step = jax.jit(train.train_step(mse), donate_argnums=0)
     pieces = parallel.host_batch_order(jax.random.key(7), len(x), 32)  # this host's 16 of 32
     losses = []
     for idx in pieces:

@@ -319,7 +319,8 @@ def test_sharded_checkpoints_load_on_one_device_and_in_torch(devices_run, inputs
     np.testing.assert_array_equal(model.state_dict(state.params)["0.weight"],
                                   model.state_dict(params)["0.weight"])  # fmt: skip
     idx = arrays["order"][0]
-    step = train.make_train_step(lambda p, b: F.mse_loss(model.apply(p, b[0]), b[1]), opt)
+    step = jax.jit(train.train_step(lambda p, b: F.mse_loss(model.apply(p, b[0]), b[1])),
+                   donate_argnums=0)  # fmt: skip
     state, metrics = step(state, (arrays["x"][idx], arrays["y"][idx]))
     net, losses = torch_regression(arrays, "adam", [*arrays["order"], idx])
     np.testing.assert_allclose(float(metrics["loss"]), losses[-1], rtol=LOSS_RTOL)
