@@ -79,7 +79,7 @@ def jaxnet_loss(model: nn.Sequential, recipe: Recipe):
         x, y = batch  # (B, 784) float32, (B,) int32
         logits = model.apply(params, x)  # (B, 10)
         if recipe.loss == "mse":
-            return F.mse_loss(logits, datasets.one_hot(y, 10))
+            return F.mse_loss(logits, F.one_hot(y, 10).astype(jnp.float32))
         return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
 
     return loss_fn

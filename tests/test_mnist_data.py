@@ -32,7 +32,6 @@ from jaxnet.datasets import (
     epoch_batches,
     load_mnist,
     normalize,
-    one_hot,
     read_csv,
     read_idx,
     sources,
@@ -547,7 +546,7 @@ def test_load_mnist_rejects_other_data_and_rebuilds_a_bad_cache(
         load_mnist(cache_dir=tmp_path)  # the rebuilt cache is valid
 
 
-# ---------------------------------------------------------------- normalize and one_hot
+# ---------------------------------------------------------------- normalize
 
 
 def torch_normalize(images: np.ndarray, dtype: torch.dtype) -> np.ndarray:
@@ -566,52 +565,6 @@ def test_normalize_matches_torch(rng):
     np.testing.assert_allclose(x64, torch_normalize(images, torch.float64), rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match=r"normalize expected raw uint8 pixels .*got float32"):
         normalize(np.asarray(x32))
-
-
-def test_one_hot_matches_torch():
-    labels = np.array([3, 0, 9, 9, 1], np.uint8)
-    expected = torch.nn.functional.one_hot(torch.from_numpy(labels).long(), 10).float().numpy()
-    result = one_hot(labels)
-    assert result.dtype == jnp.float32
-    np.testing.assert_array_equal(result, expected)
-    np.testing.assert_array_equal(jax.jit(one_hot)(labels), expected)
-    with pytest.raises(
-        ValueError, match=re.escape("one_hot expected labels in 0..9, got values in 0..10")
-    ):
-        one_hot(np.array([0, 10]))
-    with pytest.raises(TypeError, match="one_hot expected integer labels, got float32"):
-        one_hot(np.zeros(3, np.float32))
-
-
-def test_one_hot_infers_num_classes_like_torch():
-    labels = np.array([2, 0, 4, 4], np.int64)
-    expected = torch.nn.functional.one_hot(torch.from_numpy(labels), -1).float().numpy()
-    assert expected.shape == (4, 5)
-    np.testing.assert_array_equal(one_hot(labels, num_classes=-1), expected)
-    with pytest.raises(RuntimeError, match="Can not infer total number of classes"):
-        torch.nn.functional.one_hot(torch.zeros(0, dtype=torch.int64), -1)
-    with pytest.raises(ValueError, match="one_hot: num_classes=-1 cannot infer the class count"):
-        one_hot(np.zeros(0, np.int64), -1)
-    with pytest.raises(ValueError, match=r"num_classes=-1 .* unknown under jax.jit"):
-        jax.jit(lambda y: one_hot(y, -1))(labels)
-    np.testing.assert_array_equal(one_hot(labels, jnp.int32(5)), expected)  # a 0-d int
-
-
-@pytest.mark.parametrize(
-    ("num_classes", "error", "match"),
-    [
-        (0, ValueError, "one_hot: num_classes must be positive, or -1 to infer it from the "
-         "labels, got 0"),
-        (-2, ValueError, "or -1 to infer it from the labels, got -2"),
-        (2.0, TypeError, "one_hot: num_classes must be an int, got float"),
-    ],
-)  # fmt: skip
-def test_one_hot_refuses_bad_num_classes_like_torch(num_classes, error, match):
-    labels = np.array([0, 1, 1])
-    with pytest.raises(error, match=re.escape(match)):
-        one_hot(labels, num_classes)
-    with pytest.raises((RuntimeError, TypeError)):  # torch refuses them too
-        torch.nn.functional.one_hot(torch.from_numpy(labels), num_classes)
 
 
 # ---------------------------------------------------------------- batching

@@ -14,6 +14,5 @@ from jaxnet.datasets.transforms import MNIST_MEAN as MNIST_MEAN
 from jaxnet.datasets.transforms import MNIST_STD as MNIST_STD
 from jaxnet.datasets.transforms import normalize as normalize
 from jaxnet.datasets.transforms import normalize_channels as normalize_channels
-from jaxnet.datasets.transforms import one_hot as one_hot
 from jaxnet.datasets.transforms import random_crop as random_crop
 from jaxnet.datasets.transforms import random_horizontal_flip as random_horizontal_flip
