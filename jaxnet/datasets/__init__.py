@@ -1,8 +1,7 @@
-"""Datasets as NumPy arrays, batched on the device (``torchvision.datasets``, ``DataLoader``)."""
+"""Datasets as NumPy arrays (``torchvision.datasets``), the order of their mini-batches
+(``DataLoader``'s batch sampler) and on-device transforms (``torchvision.transforms``)."""
 
 from jaxnet.datasets.batching import batch_order as batch_order
-from jaxnet.datasets.batching import batches as batches
-from jaxnet.datasets.batching import epoch_batches as epoch_batches
 from jaxnet.datasets.csvfile import read_csv as read_csv
 from jaxnet.datasets.errors import MNISTChecksumError as MNISTChecksumError
 from jaxnet.datasets.errors import MNISTFormatError as MNISTFormatError
