@@ -45,7 +45,10 @@ def check_real(owner: str, name: str, value: object, expected: str = "a float") 
     takes. A traced value passes when it is such a 0-d array; its value is not checked."""
     if is_traced(value):
         if not _real_scalar(value):
-            raise TypeError(f"{owner}: {name} must be {expected}, got a traced {jax.typeof(value)}")
+            raise TypeError(
+                f"{owner}: {name} must be {expected}, got a traced {value.dtype} array of "
+                f"shape {value.shape}"
+            )
         return
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) or _real_scalar(value)):
         raise TypeError(f"{owner}: {name} must be {expected}, got {type(value).__name__}")
