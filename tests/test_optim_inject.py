@@ -17,6 +17,7 @@ import optax
 import pytest
 import torch
 from test_optim_common import (
+    KEYS,
     TOL64,
     flat,
     jaxnet_loss,
@@ -198,3 +199,32 @@ def test_a_traced_value_is_not_range_checked():
     state.hyperparams["lr"] = jnp.asarray(-0.5)
     updates, _ = jax.jit(opt.update)(params, state, params)
     np.testing.assert_array_equal(updates["w"], np.full(3, 0.5))
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_torch_state_dict_of_the_inner_state(name):
+    """``state.inner_state`` exports to torch's ``state_dict`` with the plain optimiser built
+    from the same numbers, as the plain optimiser's own state after the same steps (whose
+    export is tested against torch), and loads back."""
+    hyperparameters = {"lr": 0.05, "momentum": 0.9} if name == "SGD" else {"lr": 0.01}
+    model = torch_model()
+    params = params_of(to_jaxnet(model))
+    named = [(key, params[key[0]][key[2:]]) for key in KEYS]
+    plain = getattr(optim, name)(**hyperparameters)
+    opt = injected(name, hyperparameters)
+    grads = jax.grad(functools.partial(jaxnet_loss, dtype=jnp.float64))(params)
+    state, plain_state = opt.init(params), plain.init(params)
+    for _ in range(3):
+        _, state = jax.jit(opt.update)(grads, state, params)
+        _, plain_state = plain.update(grads, plain_state, params)
+    exported = optim.torch_state_dict(plain, state.inner_state, named)
+    expected = optim.torch_state_dict(plain, plain_state, named)
+    assert exported["param_groups"] == expected["param_groups"]
+    for index, tensors in expected["state"].items():
+        assert exported["state"][index].keys() == tensors.keys()
+        for key, tensor in tensors.items():
+            np.testing.assert_allclose(exported["state"][index][key], tensor, **TOL64)
+    step = 3 if name == "SGD" else None  # torch's SGD keeps no step; the state counts one
+    loaded = optim.load_torch_state_dict(plain, opt.init(params).inner_state, exported, named, step)
+    for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(state.inner_state), strict=True):
+        np.testing.assert_allclose(got, want, **TOL64)
