@@ -30,6 +30,14 @@ def is_traced(value: object) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
+def check_concrete(owner: str, **values: object) -> None:
+    """``TypeError`` for a traced value, where a layer or a transform decides in Python on
+    the value (a probability, a momentum, a sparsity), so it must be known when traced."""
+    for name, value in values.items():
+        if is_traced(value):
+            raise TypeError(f"{owner}: {name} must be a concrete number, got a traced value")
+
+
 def shown(value: object) -> object:
     """``value`` as an error message shows it: a concrete 0-d array as the number it holds,
     so that ``lr=-0.1`` reads the same whether it came as a float or as the array

@@ -16,7 +16,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnet._checks import check_non_negative_int, check_positive_int, check_real
+from jaxnet._checks import (
+    check_concrete,
+    check_non_negative_int,
+    check_positive_int,
+    check_real,
+)
 
 MNIST_MEAN = 0.1307  # mean pixel of the training images, scaled to [0, 1]
 MNIST_STD = 0.3081  # their standard deviation
@@ -113,6 +118,7 @@ def random_horizontal_flip(key: jax.Array, images, p: float = 0.5) -> jax.Array:
     of the N images, each with its own coin. ``p`` is a concrete number (static under
     ``jax.jit``).
     """
+    check_concrete("random_horizontal_flip", p=p)
     check_real("random_horizontal_flip", "p", p)
     if not 0 <= p <= 1:
         raise ValueError(f"random_horizontal_flip: p must be a probability in [0, 1], got {p!r}")
