@@ -31,13 +31,19 @@ def _out_path(value: str) -> Path:
 
 
 def parser(
-    description: str, no_torch: bool = True, no_torch_help: str = "run the jaxnet half alone"
+    doc: str,
+    *,
+    fast: str | None = None,
+    no_torch: bool = True,
+    no_torch_help: str = "run the jaxnet half alone",
 ) -> argparse.ArgumentParser:
-    """An argument parser with ``--out`` (where plots and files go; refused when it names
-    something that is not a directory) and, unless ``no_torch`` is false (scripts that
-    cannot run without PyTorch), ``--no-torch`` with ``no_torch_help`` as its help."""
+    """An argument parser described by the first line of ``doc`` (the script's docstring),
+    with ``--out`` (where plots and files go; refused when it names something that is not
+    a directory); unless ``no_torch`` is false (scripts that cannot run without PyTorch),
+    ``--no-torch`` with ``no_torch_help`` as its help; and, when ``fast`` is given,
+    ``--fast`` (the short run the tests use) with ``fast`` as its help."""
     # No abbreviations: benchmark's --no-torch-compile would take a --no-torch.
-    p = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    p = argparse.ArgumentParser(description=doc.splitlines()[0], allow_abbrev=False)
     p.add_argument(
         "--out",
         type=_out_path,
@@ -46,6 +52,8 @@ def parser(
     )
     if no_torch:
         p.add_argument("--no-torch", action="store_true", help=no_torch_help)
+    if fast is not None:
+        p.add_argument("--fast", action="store_true", help=fast)
     return p
 
 

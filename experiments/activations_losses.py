@@ -280,9 +280,7 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--fast", action="store_true", help="fewer points and samples (for CI)")
-    args = p.parse_args(argv)
+    args = _common.parser(__doc__, fast="fewer points and samples (for CI)").parse_args(argv)
     return run(fast=args.fast, out=args.out, with_torch=not args.no_torch)
 
 

@@ -219,9 +219,7 @@ def run(*, out: Path | None = None, with_torch: bool = True) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--fast", action="store_true", help="accepted for CI; nothing here is slow")
-    args = p.parse_args(argv)
+    args = _common.parser(__doc__, fast="accepted for CI; nothing here is slow").parse_args(argv)
     return run(out=args.out, with_torch=not args.no_torch)
 
 

@@ -638,8 +638,7 @@ WORKLOADS = ("mlp", "cnn", "descent")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = _common.parser(__doc__.splitlines()[0], no_torch=False)
-    p.add_argument("--fast", action="store_true", help="tiny configuration (smoke test)")
+    p = _common.parser(__doc__, fast="tiny configuration (smoke test)", no_torch=False)
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--rounds", type=int, default=None, help="timing rounds (default 15; 2 fast)")
     p.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,

@@ -460,10 +460,7 @@ def run(*, out: Path | None = None, with_torch: bool = True, seed: int = 0) -> d
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument(
-        "--fast", action="store_true", help="accepted for CI; the seed's sizes are small"
-    )
+    p = _common.parser(__doc__, fast="accepted for CI; the seed's sizes are small")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     return run(out=args.out, with_torch=not args.no_torch, seed=args.seed)

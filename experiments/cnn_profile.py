@@ -376,8 +376,7 @@ def table(title: str, results: dict, base: str | None = "PyTorch eager") -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = _common.parser(__doc__.splitlines()[0], no_torch=False)
-    p.add_argument("--fast", action="store_true", help="few steps and rounds (a smoke test)")
+    p = _common.parser(__doc__, fast="few steps and rounds (a smoke test)", no_torch=False)
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
     p.add_argument("--epoch-steps", type=int, default=None, help="steps per epoch and round")
     p.add_argument("--flags", action="store_true", help="also run the steps under XLA flags")

@@ -634,8 +634,7 @@ def _non_negative_int(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0], no_torch=False)
-    p.add_argument("--fast", action="store_true", help="few timing repeats (smoke test)")
+    p = _common.parser(__doc__, fast="few timing repeats (smoke test)", no_torch=False)
     p.add_argument("--seed", type=_non_negative_int, default=0, help="data seed, 0 or more")
     args = p.parse_args(argv)
     out = _common.output_dir(args.out, "compare_styles")

@@ -436,9 +436,8 @@ def print_table(report: dict, with_torch: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0], no_torch_help="train the jaxnet runs alone")
     fast_help = f"the first {FAST_TRAIN} training and {FAST_TEST} test examples, 1 epoch"
-    p.add_argument("--fast", action="store_true", help=fast_help)
+    p = _common.parser(__doc__, fast=fast_help, no_torch_help="train the jaxnet runs alone")
     p.add_argument("--epochs", type=int, default=None, help=f"default {EPOCHS} (1 with --fast)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -105,8 +105,7 @@ def plot(path: Path, jax_seconds: list[float], torch_seconds: list[float]) -> No
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--fast", action="store_true", help="N = 4 and a few steps (for CI)")
+    p = _common.parser(__doc__, fast="N = 4 and a few steps (for CI)")
     p.add_argument("--members", type=int, default=None, help="ensemble size (default 16)")
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--chunks", type=int, default=4, help="the sweeps alternate in parts (4)")

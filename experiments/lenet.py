@@ -496,7 +496,7 @@ def finish(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = _common.parser(
-        __doc__.splitlines()[0],
+        __doc__,
         no_torch_help="never train the PyTorch twin, even with --compare-torch (without "
         "--compare-torch it is not trained anyway)",
     )

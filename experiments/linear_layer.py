@@ -241,8 +241,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--fast", action="store_true", help="5 SGD steps instead of 50 (for CI)")
+    p = _common.parser(__doc__, fast="5 SGD steps instead of 50 (for CI)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     return run(fast=args.fast, out=args.out, with_torch=not args.no_torch, seed=args.seed)

@@ -79,7 +79,7 @@ def jaxnet_loss(model: nn.Sequential, recipe: Recipe):
         x, y = batch  # (B, 784) float32, (B,) int32
         logits = model.apply(params, x)  # (B, 10)
         if recipe.loss == "mse":
-            return F.mse_loss(logits, datasets.one_hot(y, 10))
+            return F.mse_loss(logits, F.one_hot(y, 10).astype(jnp.float32))
         return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
 
     return loss_fn
@@ -381,7 +381,7 @@ def check_checkpoint_in_torch(path: Path, params, test_xy) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = _common.parser(
-        __doc__.splitlines()[0],
+        __doc__,
         no_torch_help="never train the PyTorch twin, even with --compare-torch (without "
         "--compare-torch it is not trained anyway); torch still loads the checkpoint to "
         "check it",

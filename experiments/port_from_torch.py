@@ -155,9 +155,9 @@ def run(size: int, batch: int, rounds: int, repeats: int, seed: int, out: Path) 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0], no_torch=False)
-    p.add_argument("--fast", action="store_true",
-                   help="64x64 images and 3 timing rounds of 2 calls (a smoke run)")  # fmt: skip
+    p = _common.parser(
+        __doc__, fast="64x64 images and 3 timing rounds of 2 calls (a smoke run)", no_torch=False
+    )
     p.add_argument("--batch", type=int, default=2, help="images per batch (default 2)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

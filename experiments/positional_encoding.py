@@ -165,9 +165,7 @@ def run(*, fast: bool = False, out: Path | None = None, with_torch: bool = True)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--fast", action="store_true", help="64 points instead of 1024 (for CI)")
-    args = p.parse_args(argv)
+    args = _common.parser(__doc__, fast="64 points instead of 1024 (for CI)").parse_args(argv)
     return run(fast=args.fast, out=args.out, with_torch=not args.no_torch)
 
 

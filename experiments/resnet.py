@@ -147,7 +147,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0], no_torch_help="train the jaxnet model alone")
+    p = _common.parser(__doc__, no_torch_help="train the jaxnet model alone")
     p.add_argument("--epochs", type=int, default=None, help=f"default {RECIPE.epochs}")
     p.add_argument("--subset", type=int, default=SUBSET,
                    help=f"the first N training and test examples (default {SUBSET}; 0: all; "

@@ -8,6 +8,12 @@ repeat-as-tile, clamp's and norm's gradients at the boundaries, squeeze of non-s
 and max/min returning ``(values, indices)``. Each takes a ``dim`` like torch (negative dims
 count from the end) and returns indices as int32, JAX's index dtype when x64 is off
 (torch: int64).
+
+Names: functions carry torch's names, even where they shadow a builtin (``max``, ``min``;
+``clamp`` and ``topk`` take torch's ``min``/``max``/``sorted`` arguments); the module uses
+``builtins.`` for Python's. Call them qualified, ``tensor.max(x, dim)`` as ``torch.max``.
+Unlike ``torch.__all__``, ``__all__`` leaves out the names that shadow a builtin, so
+``from jaxnet.tensor import *`` never replaces Python's ``max`` and ``min``.
 """
 
 import functools
@@ -20,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = [
+__all__ = [  # every public name except max and min, which would shadow the builtins
     "ValuesIndices",
     "argmax",
     "argmin",
@@ -29,8 +35,6 @@ __all__ = [
     "expand",
     "gather",
     "kthvalue",
-    "max",
-    "min",
     "norm",
     "repeat",
     "split",

@@ -210,7 +210,8 @@ def test_torch_to_jax_names_every_helper_and_only_real_ones():
     named = set()
     for row in tensor_ops.TORCH_TO_JAX:
         named |= set(re.findall(r"jaxnet\.tensor\.(\w+)", row.jax))
-    helpers = {name for name in jt.__all__ if callable(getattr(jt, name)) and name.islower()}
+    # jt.__all__ leaves out max and min, which shadow the builtins (test_tensor pins that)
+    helpers = {name for name in [*jt.__all__, "max", "min"] if name.islower()}
     assert named == helpers
 
 

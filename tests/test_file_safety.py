@@ -43,7 +43,6 @@ from jaxnet.datasets import (
     cache,
     load_mnist,
     normalize,
-    one_hot,
     read_csv,
     read_idx,
 )
@@ -660,8 +659,8 @@ TRIGGERS = {
     ),
     "labels-concrete": lambda: F.cross_entropy(jnp.zeros((3, 10)), jnp.array([0, 10, -1])),
     "labels-traced": lambda: jax.jit(F.cross_entropy)(jnp.zeros((3, 10)), jnp.array([0, 10, 2])),
-    "one-hot": lambda: one_hot(jnp.array([3, 10])),
-    "one-hot-classes": lambda: one_hot(jnp.array([0, 1]), 0),
+    "one-hot": lambda: F.one_hot(jnp.array([3, 10]), 10),
+    "one-hot-classes": lambda: F.one_hot(jnp.array([0, 1]), 0),
     "reduction": lambda: F.mse_loss(jnp.zeros(3), jnp.zeros(3), reduction="avg"),
     "label-smoothing": lambda: F.cross_entropy(
         jnp.zeros((2, 3)), jnp.array([0, 1]), label_smoothing=1.5

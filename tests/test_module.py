@@ -182,7 +182,7 @@ def test_calling_an_unregistered_layer_is_refused():
         ValueError, match=r"Linear\(2 -> 2\) is not a registered sub-layer of Block"
     ):
         net.apply(net.init(jax.random.key(0)), jnp.zeros((1, 2)))
-    with pytest.raises(TypeError, match=r"called as layer\(scope, x\) inside a forward"):
+    with pytest.raises(TypeError, match=r"run a layer on its own with \.apply\(params, x\)"):
         stray(stray.init(jax.random.key(0)), jnp.zeros((1, 2)))
 
 

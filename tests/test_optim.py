@@ -365,6 +365,25 @@ def test_zero_dim_array_hyperparameters_work_like_numbers(name, arrays, floats):
     np.testing.assert_array_equal(got, jaxnet_trajectory(getattr(optim, name)(**floats), params0))
 
 
-def test_traced_hyperparameter_asks_for_a_schedule():
-    with pytest.raises(TypeError, match="SGD: momentum is a traced value; pass per-member"):
-        jax.vmap(lambda m: optim.SGD(0.1, momentum=m).init({"w": jnp.zeros(2)}))(jnp.ones(3))
+def test_traced_value_is_refused_where_python_decides_on_it():
+    """Layers and transforms that branch in Python on a number refuse a traced one with
+    their own name (optimisers take traced hyperparameters: test_optim_inject)."""
+    from jaxnet import datasets, nn
+
+    cases = {
+        "dropout: p must be a concrete number": lambda v: nn.functional.dropout(
+            jnp.ones(3), v, training=True, key=jax.random.key(0)
+        ),
+        "batch_norm: momentum must be a concrete number": lambda v: nn.functional.batch_norm(
+            jnp.ones((2, 3)), None, None, training=True, momentum=v
+        ),
+        "sparse: sparsity must be a concrete number": lambda v: nn.init.sparse(
+            jax.random.key(0), (4, 2), sparsity=v
+        ),
+        "random_horizontal_flip: p must be a concrete number": lambda v: (
+            datasets.random_horizontal_flip(jax.random.key(0), jnp.ones((1, 1, 2, 2)), v)
+        ),
+    }
+    for message, fn in cases.items():
+        with pytest.raises(TypeError, match=message):
+            jax.jit(fn)(0.5)

@@ -1,6 +1,10 @@
 """jaxnet.tensor against torch: every helper on the same inputs, and each jnp difference pinned."""
 
+import ast
+import builtins
+import inspect
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -690,3 +694,47 @@ def test_helpers_trace_under_jit_and_keep_float32(rng):
     for got, want in zip(jax.jit(f)(x, index), expected, strict=True):
         assert got.dtype == jnp.float32
         assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def public_functions() -> set[str]:
+    return {
+        name
+        for name, value in vars(T).items()
+        if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == T.__name__
+    }
+
+
+def test_torch_names_stay_public_and_the_star_import_keeps_the_builtins():
+    assert {"max", "min"} <= public_functions()
+    assert T.max(np.array([1.0, 3.0])) == torch.max(torch.tensor([1.0, 3.0])).item()
+    shadowing = public_functions() & set(dir(builtins))
+    assert shadowing == {"max", "min"}
+    assert set(T.__all__) == (public_functions() - shadowing) | {"ValuesIndices"}
+    namespace = {}
+    exec("from jaxnet.tensor import *", namespace)
+    assert set(T.__all__) <= namespace.keys()
+    assert not shadowing & namespace.keys()  # max and min there are still Python's
+
+
+def test_the_module_never_calls_a_builtin_through_a_shadowed_name():
+    """Inside jaxnet.tensor, ``max``, ``min`` and (in a function taking torch's argument of
+    that name) ``sorted`` are not Python's: no code may call them bare."""
+    module_wide = public_functions() & set(dir(builtins))
+    calls = []
+    for function in ast.parse(Path(T.__file__).read_text()).body:
+        arguments = getattr(function, "args", None)
+        names = (
+            {a.arg for a in ast.walk(arguments) if isinstance(a, ast.arg)} if arguments else set()
+        )
+        shadowed = module_wide | (names & set(dir(builtins)))
+        calls += [
+            (node.lineno, node.func.id)
+            for node in ast.walk(function)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in shadowed
+        ]
+    assert calls == []

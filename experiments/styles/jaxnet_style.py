@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnet import autograd, datasets, nn, optim, train
+from jaxnet import autograd, nn, optim, train
 from jaxnet.nn import functional as F
 
 
@@ -145,7 +145,7 @@ def mnist_step(weights, x, labels):
     net = nn.MLP(784, [256, 64], 10)
     params = net.load_state_dict(weights).params
     optimizer = optim.SGD(lr=0.01, momentum=0.9)
-    batch = (jnp.asarray(x), datasets.one_hot(labels, 10))
+    batch = (jnp.asarray(x), F.one_hot(labels, 10).astype(jnp.float32))
 
     def loss_fn(params, batch):
         x, y = batch

@@ -1,10 +1,10 @@
-"""Turning raw image arrays into network inputs and targets, on the device.
+"""Turning raw image arrays into network inputs, on the device.
 
 ``normalize`` is torchvision's ``ToTensor()`` followed by ``Normalize((0.1307,), (0.3081,))``
 and a flatten; ``normalize_channels`` is ``transforms.Normalize(mean, std)`` for any
 channel count; ``random_crop`` and ``random_horizontal_flip`` are ``RandomCrop(size,
 padding)`` (zero padding) and ``RandomHorizontalFlip(p)`` applied to each example of a
-batch; ``one_hot`` is ``torch.nn.functional.one_hot(...).float()``.
+batch.
 
 The augmentations are pure functions of ``(key, batch)``: the same key gives the same
 batch, and they run under ``jax.jit`` (inside a compiled epoch, from the batch's key),
@@ -13,13 +13,15 @@ with their sizes as static Python ints.
 
 from __future__ import annotations
 
-import operator
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxnet._checks import check_non_negative_int, check_positive_int, check_real
+from jaxnet._checks import (
+    check_concrete,
+    check_non_negative_int,
+    check_positive_int,
+    check_real,
+)
 
 MNIST_MEAN = 0.1307  # mean pixel of the training images, scaled to [0, 1]
 MNIST_STD = 0.3081  # their standard deviation
@@ -116,6 +118,7 @@ def random_horizontal_flip(key: jax.Array, images, p: float = 0.5) -> jax.Array:
     of the N images, each with its own coin. ``p`` is a concrete number (static under
     ``jax.jit``).
     """
+    check_concrete("random_horizontal_flip", p=p)
     check_real("random_horizontal_flip", "p", p)
     if not 0 <= p <= 1:
         raise ValueError(f"random_horizontal_flip: p must be a probability in [0, 1], got {p!r}")
@@ -135,49 +138,3 @@ def _pair(fn: str, name: str, value) -> tuple[int, int]:
         raise ValueError(f"{fn}: {name} must be an int or a pair (h, w), got {value!r}")
     check_positive_int(fn, **{f"{name}[0]": pair[0], f"{name}[1]": pair[1]})
     return int(pair[0]), int(pair[1])
-
-
-def one_hot(labels, num_classes: int = 10, dtype=jnp.float32) -> jax.Array:
-    """``(N,)`` integer labels -> ``(N, num_classes)`` one-hot rows in ``dtype``.
-
-    Unlike ``jax.nn.one_hot`` (which silently yields all-zero rows), a label outside
-    ``0..num_classes-1`` raises ``ValueError`` as in PyTorch; the check needs concrete
-    labels, so under ``jax.jit`` it is skipped. ``num_classes=-1`` means one more than
-    the largest label, as in ``torch.nn.functional.one_hot``; it needs concrete, non-empty
-    labels (the output shape depends on their values).
-    """
-    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise TypeError(f"one_hot expected integer labels, got {jnp.result_type(labels)}")
-    try:
-        if isinstance(num_classes, bool):
-            raise TypeError
-        num_classes = operator.index(num_classes)  # ints, NumPy and concrete 0-d JAX ints
-    except TypeError:
-        raise TypeError(
-            f"one_hot: num_classes must be an int, got {type(num_classes).__name__}"
-        ) from None
-    if num_classes == 0 or num_classes < -1:
-        raise ValueError(
-            f"one_hot: num_classes must be positive, or -1 to infer it from the labels, "
-            f"got {num_classes}"
-        )
-    if isinstance(labels, jax.core.Tracer):
-        if num_classes == -1:
-            raise ValueError(
-                "one_hot: num_classes=-1 infers the class count from the labels' values, "
-                "which are unknown under jax.jit; pass num_classes"
-            )
-    else:
-        host = np.asarray(labels)
-        if num_classes == -1:
-            if not host.size:
-                raise ValueError(
-                    "one_hot: num_classes=-1 cannot infer the class count from no labels"
-                )
-            num_classes = int(host.max()) + 1
-        if host.size and (host.min() < 0 or host.max() >= num_classes):
-            raise ValueError(
-                f"one_hot expected labels in 0..{num_classes - 1}, "
-                f"got values in {host.min()}..{host.max()}"
-            )
-    return jax.nn.one_hot(labels, num_classes, dtype=dtype)

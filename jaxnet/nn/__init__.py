@@ -1,4 +1,16 @@
-"""``torch.nn``, functional: layers are immutable descriptions with pure ``init``/``apply``."""
+"""``torch.nn``, functional: layers are immutable descriptions with pure ``init``/``apply``.
+
+What is callable, and how:
+
+* **Loss layers** (:mod:`jaxnet.nn.loss`: ``MSELoss``, ``CrossEntropyLoss``, ...) are called
+  directly, like torch's: ``nn.MSELoss()(input, target)``. A loss has no parameters,
+  buffers or randomness, so calling it needs nothing but its inputs.
+* **Every other layer** (each :class:`Module`) runs with its parameters:
+  ``model.apply(params, x)`` on its own (``apply(params, x, buffers=..., key=...,
+  training=...)`` for running statistics and dropout), and ``self.child(scope, x)`` for a
+  sub-layer inside its parent's ``forward``. A layer holds no arrays, so torch's
+  ``layer(x)`` has nothing to compute with; it raises a ``TypeError`` naming ``apply``.
+"""
 
 from jaxnet.nn import functional as functional
 from jaxnet.nn import init as init

@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnet._checks import check_real
+from jaxnet._checks import check_concrete, check_real
 from jaxnet.nn._arrays import check_flag, check_floating
 
 
@@ -131,8 +131,7 @@ def _dropout(
 
 
 def _check_probability(name: str, p: float) -> None:
-    if isinstance(p, jax.core.Tracer):
-        raise TypeError(f"{name}: p must be a concrete number, got a traced value")
+    check_concrete(name, p=p)
     check_real(name, "p", p)
     if not 0 <= p <= 1:
         raise ValueError(f"{name}: p must be a probability in [0, 1], got {p!r}")

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnet._checks import check_non_negative, check_real
+from jaxnet._checks import check_concrete, check_non_negative, check_real
 from jaxnet.nn._arrays import check_flag, check_floating
 
 
@@ -216,6 +216,7 @@ def _moving_average(running: jax.Array, batch: jax.Array, factor) -> jax.Array:
 def _check_momentum(name: str, momentum: float | None) -> None:
     if momentum is None:
         return
+    check_concrete(name, momentum=momentum)
     check_real(name, "momentum", momentum, "a float or None")
     if not 0 <= momentum <= 1:
         raise ValueError(

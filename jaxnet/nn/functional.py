@@ -1,6 +1,6 @@
-"""Activations, dropout, normalisation, convolution, pooling and losses with PyTorch's names,
-defaults and numbers (``torch.nn.functional``); the convolution and pooling functions
-live in :mod:`jaxnet.nn.convolution`.
+"""Activations, dropout, normalisation, convolution, pooling, ``one_hot`` and losses with
+PyTorch's names, defaults and numbers (``torch.nn.functional``); the convolution and
+pooling functions live in :mod:`jaxnet.nn.convolution`.
 
 Every function is pure and works under ``jax.grad``, ``jax.jit`` and ``jax.vmap``. Dropout
 takes its randomness as an argument (a PRNG key or a keep-mask) and ``batch_norm`` returns
@@ -28,6 +28,8 @@ Every other check is on shapes and dtypes, in Python, so it costs nothing under 
 """
 
 from __future__ import annotations
+
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -131,6 +133,59 @@ def elu(input: jax.Array, alpha: float = 1.0) -> jax.Array:
     The gradient at 0 is ``alpha``, as in torch.
     """
     return jax.nn.elu(input, alpha)
+
+
+# ------------------------------------------------------------------ labels
+
+
+def one_hot(tensor, num_classes: int = -1) -> jax.Array:
+    """Integer labels of shape ``(*)`` -> one-hot rows ``(*, num_classes)`` (``F.one_hot``).
+
+    The result is an integer array, as torch's int64: int64 when ``jax_enable_x64`` is on,
+    else JAX's default int (int32). For float targets write
+    ``F.one_hot(y, 10).astype(jnp.float32)``, as torch users write ``.float()``.
+    ``num_classes=-1`` (the default) means one more than the largest label, as in torch; it
+    needs concrete, non-empty labels (the output shape depends on their values), so pass
+    ``num_classes`` under ``jax.jit``. Unlike ``jax.nn.one_hot`` (which silently yields
+    all-zero rows), a label outside ``0..num_classes-1`` raises ``ValueError`` as in
+    torch; the check needs concrete labels, so under ``jax.jit`` it is skipped. Labels of
+    any integer dtype are taken (torch takes only int64); others raise ``TypeError``.
+    """
+    if not jnp.issubdtype(jnp.result_type(tensor), jnp.integer):
+        raise TypeError(f"one_hot expected integer labels, got {jnp.result_type(tensor)}")
+    try:
+        if isinstance(num_classes, bool):
+            raise TypeError
+        num_classes = operator.index(num_classes)  # ints, NumPy and concrete 0-d JAX ints
+    except TypeError:
+        raise TypeError(
+            f"one_hot: num_classes must be an int, got {type(num_classes).__name__}"
+        ) from None
+    if num_classes == 0 or num_classes < -1:
+        raise ValueError(
+            f"one_hot: num_classes must be positive, or -1 to infer it from the labels, "
+            f"got {num_classes}"
+        )
+    if isinstance(tensor, jax.core.Tracer):
+        if num_classes == -1:
+            raise ValueError(
+                "one_hot: num_classes=-1 infers the class count from the labels' values, "
+                "which are unknown under jax.jit; pass num_classes"
+            )
+    else:
+        labels = np.asarray(tensor)
+        if num_classes == -1:
+            if not labels.size:
+                raise ValueError(
+                    "one_hot: num_classes=-1 cannot infer the class count from no labels"
+                )
+            num_classes = int(labels.max()) + 1
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"one_hot expected labels in 0..{num_classes - 1}, "
+                f"got values in {labels.min()}..{labels.max()}"
+            )
+    return jax.nn.one_hot(tensor, num_classes, dtype=jax.dtypes.canonicalize_dtype(jnp.int64))
 
 
 # ------------------------------------------------------------- regression losses

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnet._checks import check_positive_int, check_real
+from jaxnet._checks import check_concrete, check_positive_int, check_real
 
 Shape = Sequence[int]
 LayerInit = Callable[[jax.Array, Any, dict], dict]
@@ -377,6 +377,7 @@ def sparse(
     shape = tuple(shape)
     if len(shape) != 2:
         raise ValueError(f"sparse: expected a 2-D shape, got {shape}")
+    check_concrete("sparse", sparsity=sparsity)
     check_real("sparse", "sparsity", sparsity)
     if not 0 <= sparsity <= 1:
         raise ValueError(f"sparse: sparsity must be a fraction in [0, 1], got {sparsity!r}")

@@ -220,10 +220,12 @@ class Module:
     def __call__(self, scope: Scope, *inputs: Any, **kwargs: Any) -> Any:
         """Run this layer as a sub-layer inside its parent's ``forward``."""
         if not isinstance(scope, Scope):
+            shape = getattr(scope, "shape", None)
+            got = type(scope).__name__ + ("" if shape is None else f" of shape {tuple(shape)}")
             raise TypeError(
-                f"{self.short_name()} is called as layer(scope, x) inside a forward; "
-                f"to run it on its own use .apply(params, x), got {type(scope).__name__} "
-                "as the first argument"
+                f"{self.short_name()}: run a layer on its own with .apply(params, x), not "
+                "layer(x) as in torch; layer(scope, x) runs a sub-layer inside its parent's "
+                f"forward. Got {got} as the first argument instead of a Scope"
             )
         return self.forward(scope.enter(self), *inputs, **kwargs)
 

@@ -6,6 +6,11 @@ schedule (``step -> beta1``), read at the number of updates done so far, for
 OneCycleLR's and CyclicLR's momentum cycling. ``weight_decay`` is L2 (added to the
 gradient) unless decoupled (AdamW, or ``decoupled_weight_decay=True``), where the step
 gains ``-lr * weight_decay * param``, torch's ``param *= 1 - lr * weight_decay``.
+
+Under ``optax.inject_hyperparams`` every number may arrive as a (traced) JAX array, and
+``betas`` as a 1-d array of two (a tuple is kept static by optax): see
+:mod:`jaxnet.optim.base` for how an array is stepped and :mod:`jaxnet._checks` for what is
+checked when it is traced.
 """
 
 from __future__ import annotations

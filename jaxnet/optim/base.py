@@ -4,6 +4,15 @@ parameters are stepped, and the argument checks torch makes at construction.
 PyTorch equivalent: ``torch.optim.Optimizer``'s bookkeeping (``defaults``,
 ``param_groups``) and the ``view_as_real`` every torch optimiser applies to a complex
 parameter.
+
+Constants and data. A hyperparameter given as a Python or NumPy number is a constant of
+the optimiser: a zero ``weight_decay`` adds no term and a zero ``momentum`` keeps no
+buffer, as in torch. One given as a JAX array, which is what ``optax.inject_hyperparams``
+passes (concrete arrays to ``init``, traced ones to ``update`` under ``jit``), is data: the
+optimiser takes the path that is correct for every value, so its state has the same
+structure whatever the value and a traced value steps as the same concrete one would.
+Checks follow :mod:`jaxnet._checks`: a concrete value is checked in full, a traced one for
+its kind only.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnet._checks import check_non_negative, check_real
+from jaxnet._checks import check_non_negative, check_real, is_traced, shown
 
 # torch's kernel options: jaxnet's update is one XLA computation, always fused, always
 # differentiable (it is a JAX function) and always capturable (it runs under jit), so
@@ -117,9 +126,17 @@ def negate(maximize: bool) -> optax.GradientTransformation | None:
     return optax.scale(-1.0) if maximize else None
 
 
-def l2(weight_decay: float) -> optax.GradientTransformation | None:
-    """``weight_decay * param`` added to the gradient (or to the step, when decoupled)."""
-    return optax.add_decayed_weights(weight_decay) if weight_decay else None
+def constant_zero(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy number equal to 0: a constant that lets an
+    optimiser drop a part and its state. A JAX array is data (see the module docstring)
+    and is never a constant zero, even a concrete one."""
+    return not isinstance(value, jax.Array) and not callable(value) and value == 0
+
+
+def l2(weight_decay: Any) -> optax.GradientTransformation | None:
+    """``weight_decay * param`` added to the gradient (or to the step, when decoupled);
+    nothing for a constant zero."""
+    return None if constant_zero(weight_decay) else optax.add_decayed_weights(weight_decay)
 
 
 def scale_by_lr(lr: optax.ScalarOrSchedule) -> optax.GradientTransformation:
@@ -142,12 +159,16 @@ def check_non_negative_or_schedule(owner: str, **values: Any) -> None:
 
 
 def check_unit_interval(owner: str, name: str, value: Any, closed: bool = False) -> None:
-    """A real number in ``[0, 1)`` (``[0, 1]`` if ``closed``); a schedule is not checked."""
+    """A real number in ``[0, 1)`` (``[0, 1]`` if ``closed``); a schedule is not checked,
+    nor a traced value's range."""
     if callable(value):
         return
     check_real(owner, name, value)
+    if is_traced(value):
+        return
     if not (0 <= value <= 1 if closed else 0 <= value < 1):
-        raise ValueError(f"{owner}: {name}={value!r} must be in [0, 1{']' if closed else ')'}")
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{owner}: {name}={shown(value)!r} must be in {interval}")
 
 
 def check_pair(owner: str, name: str, value: Any, first: str, second: str) -> None:

@@ -18,6 +18,12 @@ construction, before anything is traced: ``TypeError`` for one that is not a num
 same checks, except SGD's, which let a NaN ``lr``, ``momentum``, ``dampening`` or
 ``weight_decay`` through to NaN parameters).
 
+Every numeric hyperparameter may also be a JAX array, traced or not, as
+``optax.inject_hyperparams`` passes them (``optax.inject_hyperparams(SGD)(lr=0.1,
+momentum=0.9)``, a sweep under ``jit`` and ``vmap``): see :mod:`jaxnet.optim.base` for why
+an array never takes a constant's shortcut (no momentum buffer for a zero ``momentum``),
+and :mod:`jaxnet._checks` for what is checked when it is traced (its kind, not its range).
+
 torch's kernel options ``foreach``, ``fused``, ``capturable`` and ``differentiable`` are
 accepted (``None`` or a bool) and have no effect: the update is one XLA computation,
 always fused, differentiable and capturable. Complex parameters step as their real view
@@ -36,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnet._checks import check_lr, check_non_negative, check_not_nan, check_real
+from jaxnet._checks import check_lr, check_non_negative, check_not_nan, check_real, is_traced, shown
 from jaxnet.optim import transforms
 from jaxnet.optim.base import (
     TorchOptimizer,
@@ -44,6 +50,7 @@ from jaxnet.optim.base import (
     check_non_negative_or_schedule,
     check_pair,
     check_unit_interval,
+    constant_zero,
     l2,
     negate,
     scale_by_lr,
@@ -76,17 +83,19 @@ def SGD(
     check_non_negative("SGD", weight_decay=weight_decay)
     check_not_nan("SGD", dampening=dampening)
     check_kernel_flags("SGD", foreach=foreach, differentiable=differentiable, fused=fused)
-    if nesterov and ((not callable(momentum) and momentum <= 0) or dampening != 0):
+    no_momentum = not callable(momentum) and not is_traced(momentum) and momentum <= 0
+    if nesterov and (no_momentum or (not is_traced(dampening) and dampening != 0)):
         raise ValueError(
-            f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got {momentum=}, "
-            f"{dampening=}"
+            f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got "
+            f"momentum={shown(momentum)!r}, dampening={shown(dampening)!r}"
         )
-    if callable(momentum) or dampening != 0:
-        velocity = transforms.momentum(momentum, dampening, nesterov)
-    elif momentum == 0:
+    if constant_zero(momentum):
         velocity = None
-    else:  # optax.trace's zero-started buffer equals torch's buf = g here
+    elif constant_zero(dampening) and not callable(momentum):
+        # optax.trace's zero-started buffer equals torch's buf = g here
         velocity = optax.trace(decay=momentum, nesterov=nesterov)
+    else:
+        velocity = transforms.momentum(momentum, dampening, nesterov)
     return torch_optimizer(
         "SGD",
         hyperparameters,
@@ -125,10 +134,12 @@ def RMSprop(
         "RMSprop", capturable=capturable, foreach=foreach, differentiable=differentiable
     )
     scale = optax.scale_by_stddev if centered else optax.scale_by_rms
-    if callable(momentum):
+    if constant_zero(momentum):
+        velocity = None
+    elif callable(momentum):
         velocity = transforms.momentum(momentum)
     else:
-        velocity = optax.trace(decay=momentum) if momentum > 0 else None
+        velocity = optax.trace(decay=momentum)
     return torch_optimizer(
         "RMSprop",
         hyperparameters,
@@ -166,7 +177,7 @@ def Adagrad(
         eps=eps,
     )
     check_kernel_flags("Adagrad", foreach=foreach, differentiable=differentiable, fused=fused)
-    if lr_decay != 0:
+    if not constant_zero(lr_decay):
         schedule = lr if callable(lr) else optax.constant_schedule(lr)
         lr = _decayed(schedule, lr_decay)
     return torch_optimizer(
@@ -268,8 +279,10 @@ def Rprop(
     check_pair("Rprop", "step_sizes", step_sizes, "min", "max")
     for i, value in enumerate((*etas, *step_sizes)):
         check_real("Rprop", f"{'etas' if i < 2 else 'step_sizes'}[{i % 2}]", value)
-    if not 0.0 < etas[0] < 1.0 < etas[1]:
-        raise ValueError(f"Rprop: etas={tuple(etas)!r} must satisfy 0 < etaminus < 1 < etaplus")
+    if not any(map(is_traced, etas)) and not 0.0 < etas[0] < 1.0 < etas[1]:
+        raise ValueError(
+            f"Rprop: etas={tuple(map(shown, etas))!r} must satisfy 0 < etaminus < 1 < etaplus"
+        )
     check_non_negative("Rprop", **{f"step_sizes[{i}]": s for i, s in enumerate(step_sizes)})
     check_kernel_flags(
         "Rprop", capturable=capturable, foreach=foreach, differentiable=differentiable
@@ -298,15 +311,15 @@ def Adafactor(
     hyperparameters = dict(locals())
     check_lr("Adafactor", lr)
     check_real("Adafactor", "beta2_decay", beta2_decay)
-    if not beta2_decay <= 0:
-        raise ValueError(f"Adafactor: {beta2_decay=} must be <= 0")
+    if not is_traced(beta2_decay) and not beta2_decay <= 0:
+        raise ValueError(f"Adafactor: beta2_decay={shown(beta2_decay)!r} must be <= 0")
     check_pair("Adafactor", "eps", eps, "eps1", "eps2")
     if eps[0] is not None:
         check_non_negative("Adafactor", **{"eps[0]": eps[0]})
     check_non_negative("Adafactor", **{"eps[1]": eps[1]}, weight_decay=weight_decay)
     check_real("Adafactor", "d", d)
-    if not d >= 1:
-        raise ValueError(f"Adafactor: clipping threshold {d=} must be >= 1")
+    if not is_traced(d) and not d >= 1:
+        raise ValueError(f"Adafactor: clipping threshold d={shown(d)!r} must be >= 1")
     check_kernel_flags("Adafactor", foreach=foreach)
     optimizer = torch_optimizer(
         "Adafactor",
