@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import itertools
 import json
 import statistics
@@ -156,8 +157,9 @@ def jaxnet_contenders(
     ]
     index_batches = jnp.arange(steps * batch, dtype=jnp.int32).reshape(steps, batch)
 
-    step = train.make_train_step(loss_fn, opt, has_state=has_state)
-    loop = train.make_train_loop(loss_fn, opt, has_state=has_state)
+    pure_step = train.train_step(loss_fn, has_state=has_state)
+    step = jax.jit(pure_step, donate_argnums=0)
+    loop = jax.jit(train.train_loop(pure_step), donate_argnums=0)
     holder = {kind: train.TrainState.create(_copy(params), opt, jax.random.key(0),
                                             _copy(buffers))
               for kind in ("step", "loop")}  # fmt: skip
@@ -363,7 +365,10 @@ def gd_jaxnet(x, y, steps: int, lr: float = 0.1, unroll: int = 1) -> Callable[[i
     def loss_fn(params, batch):
         return F.mse_loss(net.apply(params, batch[0]), batch[1])
 
-    loop = train.make_full_batch_loop(loss_fn, opt, steps, unroll=unroll)
+    loop = jax.jit(
+        functools.partial(train.train_loop(train.train_step(loss_fn), unroll=unroll), steps=steps),
+        donate_argnums=0,
+    )
     data = jax.device_put((x, y))
     zeros = {"weight": jnp.zeros((1, 1), jnp.float32), "bias": jnp.zeros((1,), jnp.float32)}
 
@@ -428,7 +433,7 @@ def first_step_compile_seconds(batch: int) -> float:
     """Wall time of the first call of a fresh jaxnet train step (tracing + compiling)."""
     net = nn.MLP(784, [256, 64], 10)
     opt = optim.SGD(LR, momentum=MOMENTUM)
-    step = train.make_train_step(lambda p, b: F.mse_loss(net.apply(p, b[0]), b[1]), opt)
+    step = jax.jit(train.train_step(lambda p, b: F.mse_loss(net.apply(p, b[0]), b[1])))
     state = train.TrainState.create(net.init(jax.random.key(1)), opt, jax.random.key(0))
     x, y = mnist_shaped(batch, 1, seed=1)
     tic = time.perf_counter()

@@ -129,7 +129,7 @@ SECTION_LIST = (
         inputs.""",
         """Every piece of state is threaded by hand: the loop rebinds `params, opt_state`
         at each step, and forgetting to would train from the same start every time.
-        `jaxnet.train.TrainState` and `make_train_step` package this (the MNIST
+        `jaxnet.train.TrainState` and `train_step` package this (the MNIST
         section).""",
     ),
     Section(
@@ -176,7 +176,7 @@ SECTION_LIST = (
         ),
         """Seed 001's recipe on one MNIST-shaped random batch of 512. PyTorch runs the step
         eagerly, op by op; NNX and jaxnet compile forward, backward and the momentum update
-        into one XLA program. jaxnet's `train.make_train_step` returns that compiled pure
+        into one XLA program. jaxnet's jitted `train.train_step` is that compiled pure
         step, and `train.TrainState` holds everything training changes (params, optimiser
         state with the momentum buffers, step count, data key) as one pytree, which is
         also what a checkpoint saves.""",

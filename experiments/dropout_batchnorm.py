@@ -134,8 +134,7 @@ def dropout_masks(key: jax.Array, batch_size: int) -> tuple[jax.Array, ...]:
 def step_masks(key: jax.Array, step: jax.Array) -> tuple[jax.Array, ...]:
     """The masks ``fit`` gives step ``step`` of a run whose ``TrainState.key`` is ``key``
     (through :func:`jaxnet.train.step_key`): what the torch twin multiplies by."""
-    state = train.TrainState(params=None, opt_state=None, step=step, key=key)
-    return dropout_masks(train.step_key(state), BATCH_SIZE)
+    return dropout_masks(train.step_key(key, step), BATCH_SIZE)
 
 
 def torch_model(kind: str):
@@ -183,7 +182,7 @@ def run_jaxnet(kind, params, buffers, key, train_xy, test_xy, epochs, progress=T
     optimizer = optim.SGD(LR, momentum=MOMENTUM)
     state = train.TrainState.create(params, optimizer, key, buffers)
     state, history = train.fit(
-        state, loss_fn, optimizer, jax.device_put(train_xy), epochs=epochs,
+        state, loss_fn, jax.device_put(train_xy), epochs=epochs,
         batch_size=BATCH_SIZE, metric_fn=metric_fn, eval_data=jax.device_put(test_xy),
         has_state=True, progress=progress,
     )  # fmt: skip

@@ -148,8 +148,7 @@ def augment(key: jax.Array, x: jax.Array, padding: int) -> jax.Array:
 def step_batch(key: jax.Array, step: jax.Array, x: jax.Array, padding: int) -> jax.Array:
     """The augmented batch ``fit`` gives step ``step`` of a run whose ``TrainState.key`` is
     ``key`` (through :func:`jaxnet.train.step_key`): what the torch twin trains on."""
-    state = train.TrainState(params=None, opt_state=None, step=step, key=key)
-    return augment(train.step_key(state), x, padding)
+    return augment(train.step_key(key, step), x, padding)
 
 
 # ------------------------------------------------------------------- jaxnet
@@ -194,7 +193,7 @@ class JaxnetRun:
 
     def train(self, epochs: int) -> None:
         self.state, history = train.fit(
-            self.state, self.loss_fn, self.optimizer, self.train_xy, epochs=epochs,
+            self.state, self.loss_fn, self.train_xy, epochs=epochs,
             batch_size=self.recipe.batch_size, metric_fn=self.metric_fn,
             eval_data=self.test_xy, has_state=True, progress=self.progress,
         )  # fmt: skip

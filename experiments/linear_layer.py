@@ -6,7 +6,7 @@ output with two bias-free Linear layers and a sigmoid after each, trained with M
 Both styles start from the same weights (torch loads jaxnet's ``state_dict``, names
 ``w1.weight`` and ``w2.weight`` as in the seed's class), compute forward, loss and
 gradients, then take the same SGD steps: ``loss.backward(); optimizer.step()`` in
-PyTorch, one jitted ``jaxnet.train.make_train_step`` in jaxnet.
+PyTorch, one jitted ``jaxnet.train.train_step`` in jaxnet.
 
     python -m experiments.linear_layer
 """
@@ -90,7 +90,7 @@ def run_jaxnet(key: jax.Array, steps: int) -> dict[str, Any]:
         "grads": NET.state_dict(first["grads"]),
     }
     optimizer = optim.SGD(LR)
-    step = train.make_train_step(loss_fn, optimizer)
+    step = jax.jit(train.train_step(loss_fn), donate_argnums=0)
     state = train.TrainState.create(first["params"], optimizer, key)
     losses = []
     for _ in range(steps):

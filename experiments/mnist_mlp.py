@@ -117,7 +117,6 @@ class JaxnetRun:
         self.state, history = train.fit(
             self.state,
             jaxnet_loss(self.model, self.recipe),
-            self.optimizer,
             self.train_xy,
             epochs=epochs,
             batch_size=self.recipe.batch_size,

@@ -503,7 +503,7 @@ def fit_small(data, batch_size=8, **kwargs):
         return F.mse_loss(SMALL.apply(params, batch[0]), batch[1])
 
     return train.fit(
-        state, loss, opt, data, epochs=1, batch_size=batch_size, progress=False, **kwargs
+        state, loss, data, epochs=1, batch_size=batch_size, progress=False, **kwargs
     )
 
 
@@ -786,9 +786,9 @@ TRIGGERS = {
     "ckpt-no-folder": lambda: save_weights("nodir/model.safetensors", SMALL, small_params()),
     # training
     "nan-loss": lambda: fit_small(nan_data()),
-    "nan-policy": lambda: train.make_train_loop(lambda p, b: 0.0, optim.SGD(0.1), nan_policy="x"),
+    "nan-policy": lambda: train.train_step(lambda p, b: 0.0, nan_policy="x"),
     "fit-batch": lambda: fit_small((np.ones((32, 4)), np.ones((32, 2))), batch_size=64),
-    "fit-args": lambda: train.fit(None, None, None, None, epochs=1.5, batch_size=8),
+    "fit-args": lambda: train.fit(None, None, None, epochs=1.5, batch_size=8),
     "fit-eval": lambda: fit_small((np.ones((32, 4)), np.ones((32, 2))), metric_fn=batch_mse),
     "metric-shape": lambda: train.evaluate(
         batch_mse, small_params(), (np.ones((8, 4)), np.ones((8, 2))), batch_size=8

@@ -56,8 +56,7 @@ def test_best_recipe_trains_on_fits_crops_beside_torch(tmp_path, capsys):
 def test_step_batch_is_the_crop_the_loss_sees():
     """The torch twin's batches: the crop of fit's step key, zero padded as RandomCrop."""
     key, x = jax.random.key(1), np.random.default_rng(0).random((8, 1, 28, 28), np.float32)
-    state = train.TrainState(params=None, opt_state=None, step=3, key=key)
-    expected = datasets.random_crop(train.step_key(state), x, 28, 2)
+    expected = datasets.random_crop(train.step_key(key, 3), x, 28, 2)
     np.testing.assert_array_equal(lenet.step_batch(key, 3, x, 2), expected)
     np.testing.assert_array_equal(lenet.step_batch(key, 3, x, 0), x)
     assert not np.array_equal(lenet.step_batch(key, 4, x, 2), expected)

@@ -242,7 +242,7 @@ def test_float16_overflow_is_not_blamed_on_the_gradients():
     with pytest.raises(train.NonFiniteLossError) as info:
         half_run("stop")
     message = str(info.value)
-    assert "in steps 0-0: " in message and "the losses were finite" in message
+    assert "in step 0: " in message and "the losses were finite" in message
     assert "overflow" in message
     assert not re.search(r"gradients (are|were) (not finite|non-finite)", message), message
     assert int(info.value.state.step) == 0

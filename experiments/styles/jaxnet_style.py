@@ -151,7 +151,7 @@ def mnist_step(weights, x, labels):
         x, y = batch
         return F.mse_loss(net.apply(params, x), y)
 
-    train_step = train.make_train_step(loss_fn, optimizer)  # jitted; donates the state
+    train_step = jax.jit(train.train_step(loss_fn), donate_argnums=0)  # donates the state
     state = train.TrainState.create(params, optimizer, jax.random.key(0))
     state, metrics = train_step(state, batch)
     outputs = {"loss": metrics["loss"], **state.params}
@@ -179,7 +179,7 @@ def cnn_step(weights, x, labels):
         x, y = batch
         return F.cross_entropy(net.apply(params, x), y)
 
-    train_step = train.make_train_step(loss_fn, optimizer)
+    train_step = jax.jit(train.train_step(loss_fn), donate_argnums=0)
     state = train.TrainState.create(params, optimizer, jax.random.key(0))
     state, metrics = train_step(state, batch)
     outputs = {"loss": metrics["loss"], **state.params}

@@ -299,10 +299,12 @@ class _EpochRun(NamedTuple):
                 else "the losses were finite but the parameters came out non-finite "
                 "(non-finite gradients, or an optimiser step that overflowed)"
             )
+            last = first + len(losses) - 1
+            steps = f"step {first}" if last == first else f"steps {first}-{last}"
             raise NonFiniteLossError(
-                f"fit: a non-finite value in steps {first}-{first + len(losses) - 1}: {what}; "
+                f"fit: a non-finite value in {steps}: {what}; "
                 f"training stopped. The error's state is the state before step {first} and "
-                "its index_batches the batches of those steps: train.find_nonfinite_step("
+                f"its index_batches the batches of {steps}: train.find_nonfinite_step("
                 "train.train_step(loss_fn, ...), error.state, train_data, "
                 "error.index_batches) finds the first step whose loss or update is not finite",
                 before,
