@@ -502,9 +502,7 @@ def fit_small(data, batch_size=8, **kwargs):
     def loss(params, batch):
         return F.mse_loss(SMALL.apply(params, batch[0]), batch[1])
 
-    return train.fit(
-        state, loss, data, epochs=1, batch_size=batch_size, progress=False, **kwargs
-    )
+    return train.fit(state, loss, data, epochs=1, batch_size=batch_size, progress=False, **kwargs)
 
 
 def nan_data():

@@ -355,6 +355,9 @@ def test_train_loop_takes_index_batches_or_steps(data):
     with pytest.raises(ValueError, match=r"train_loop: steps=0 must be a positive int"):
         full_batch_loop(mse_loss)(state, (x, y), steps=0)
     assert int(state.step) == 0  # nothing ran, nothing was donated
+    for unroll, error in ((0, ValueError), (2.5, TypeError), (False, TypeError)):
+        with pytest.raises(error, match=f"train_loop: unroll={unroll!r} must be a positive int"):
+            train.train_loop(train.train_step(mse_loss), unroll=unroll)
 
 
 def test_the_optimiser_is_a_static_field_of_the_state():
