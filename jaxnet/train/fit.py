@@ -119,7 +119,7 @@ def fit(
 
     chunk = min(steps_per_call or -(-steps // min(chunks_per_epoch, steps)), steps)
     step = train_step(loss_fn, has_aux=has_aux, has_state=has_state, nan_policy=nan_policy)
-    loop = train_loop(step, unroll=chunk == 1)  # a one-step call compiles without a loop
+    loop = train_loop(step, unroll=True if chunk == 1 else 1)  # one step: no loop at all
 
     def run(state: TrainState, data: Any, index_batches: jax.Array):
         state, metrics = loop(state, data, index_batches)
