@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import jax
 
+from jaxnet._immutable import Immutable
 from jaxnet.nn import functional as F
 
 # Hyperparameters that can be checked before any input is seen.
@@ -33,7 +34,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
 }
 
 
-class _Loss:
+class _Loss(Immutable):
     """Base of the loss layers; a subclass names its functional form, ``(_Loss, function=f)``,
     and the functional options its torch module does not take, ``functional_only=(...)``."""
 
@@ -68,14 +69,11 @@ class _Loss:
         for key, value in bound.arguments.items():
             if key in _CHECKS:
                 _CHECKS[key](name, value)
-            object.__setattr__(self, key, value)
+            setattr(self, key, value)
 
     def __call__(self, input: jax.Array, target: jax.Array) -> jax.Array:
         hyper = {key: getattr(self, key) for key in self._signature.parameters}
         return self._function(input, target, **hyper)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable: build a new loss instead")
 
     def __repr__(self) -> str:
         changed = (

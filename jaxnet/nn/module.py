@@ -36,7 +36,6 @@ and the layer's path (``scope.rng()``), and runs a sub-layer (``self.hidden(scop
 
 from __future__ import annotations
 
-import functools
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -44,6 +43,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import traverse_util
+
+from jaxnet._immutable import Immutable
 
 Params = dict[str, Any]
 Initializer = Callable[[Any, tuple[int, ...], Any], jax.Array]
@@ -91,7 +92,7 @@ class Buffer(Parameter):
         self.persistent = persistent
 
 
-class Module:
+class Module(Immutable):
     """Base class of jaxnet layers (``torch.nn.Module``, without the state).
 
     A subclass assigns its hyperparameters, sub-layers (:class:`Module`,
@@ -101,28 +102,14 @@ class Module:
     ``AttributeError``. Calling ``super().__init__()`` is allowed and not needed.
     """
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__init__" not in cls.__dict__:
-            return
-        constructor = cls.__dict__["__init__"]
-
-        @functools.wraps(constructor)
-        def __init__(self, *args: Any, **kw: Any) -> None:
-            constructor(self, *args, **kw)
-            if type(self).__init__ is __init__:  # the outermost constructor has finished
-                object.__setattr__(self, "_frozen", True)
-
-        cls.__init__ = __init__
+    immutable_hint = (
+        "parameters live in the params pytree, hyperparameters are fixed at construction"
+    )
 
     # --- the record -------------------------------------------------------------------
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if getattr(self, "_frozen", False):
-            raise AttributeError(
-                f"{type(self).__name__} is immutable: parameters live in the params pytree, "
-                "hyperparameters are fixed at construction"
-            )
+        self.refuse_if_frozen()
         entries = self._entries
         if isinstance(value, (Module, Parameter)):
             entries[name] = value  # a re-assignment keeps its first position, as in torch
