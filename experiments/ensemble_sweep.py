@@ -40,20 +40,25 @@ def loss_fn(params, batch):
 
 # One optimiser for every member; each member's lr lives in its optimiser state.
 SWEEP_OPT = optax.inject_hyperparams(optim.SGD)(lr=0.01, momentum=benchmark.MOMENTUM)
-LOOP = train.train_loop(train.train_step(loss_fn))
+STEP = train.train_step(loss_fn)
 
 
 def jaxnet_sweep(keys, lrs, data, index_batches):
     """``run(chunk)`` trains every member on the chunk's index batches in one call;
     ``states()`` returns the trained states."""
-    loop = jax.jit(jax.vmap(LOOP, in_axes=(0, None, None)), donate_argnums=0)
+    loop = jax.jit(ensemble.train_loop(STEP), donate_argnums=0)
     holder = {"states": ensemble.create(NET, keys, SWEEP_OPT, {"lr": lrs})}
+
+    def per_member(chunk) -> jax.Array:  # every member trains on the same batches
+        return jnp.broadcast_to(jnp.asarray(chunk), (len(keys), *np.shape(chunk)))
+
     compiled = {  # ahead of time, outside the timing
-        len(chunk): loop.lower(holder["states"], data, chunk).compile() for chunk in index_batches
+        len(chunk): loop.lower(holder["states"], data, per_member(chunk)).compile()
+        for chunk in index_batches
     }
 
     def run(chunk: jax.Array) -> None:
-        holder["states"], _ = compiled[len(chunk)](holder["states"], data, chunk)
+        holder["states"], _ = compiled[len(chunk)](holder["states"], data, per_member(chunk))
         jax.block_until_ready(holder["states"])
 
     return run, lambda: holder["states"]
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     for i in range(members):
         opt = optim.SGD(float(lrs[i]), momentum=benchmark.MOMENTUM)
         alone = train.TrainState.create(NET.init(keys[i]), opt, keys[i])
-        alone, _ = jax.jit(LOOP)(alone, data, index_batches)
+        alone, _ = jax.jit(train.train_loop(STEP))(alone, data, index_batches)
         member = jax.tree.map(lambda a, i=i: a[i], states.params)
         pairs = zip(jax.tree.leaves(member), jax.tree.leaves(alone.params), strict=True)
         gaps.append(max(_common.max_abs_diff(a, b) for a, b in pairs))

@@ -16,6 +16,7 @@ around a training loop.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -104,23 +105,16 @@ def run(width: int, depth: int, out: Path | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    p = _common.parser(__doc__.splitlines()[0], no_torch=False)
-    p.add_argument("--fast", action="store_true", help="a 0.2M-parameter model (for CI)")
+    p = _common.parser(__doc__, fast="a 0.2M-parameter model (for CI)", no_torch=False)
     p.add_argument("--width", type=int, default=None, help="hidden width (default 4096)")
     p.add_argument("--depth", type=int, default=4, help="hidden layers (default 4)")
-    p.add_argument("--child", choices=CONTENDERS, help=argparse_suppress())
+    p.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     width = args.width or (128 if args.fast else 4096)
     if args.child:
         print(json.dumps(measure(args.child, width, args.depth, batch=32, steps=8)))
         return None
     return run(width, args.depth, args.out)
-
-
-def argparse_suppress() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
