@@ -5,7 +5,7 @@ d2l's LeNet: ``Conv2d(1, 6, 5, padding=2)``-act-pool-``Conv2d(6, 16, 5)``-act-po
 choices: ReLU and ``MaxPool2d(2)`` (the 1998 original and d2l's first version use sigmoid
 and average pooling). Both recipes train with ``jaxnet.train.fit(has_state=True)`` on
 cross-entropy, the images scaled to [0, 1] on the host and normalised (torchvision's
-``Normalize((0.1307,), (0.3081,))``) inside the compiled epoch:
+``Normalize((0.1307,), (0.3081,))``) inside the compiled step:
 
 * ``--recipe seed``: SGD lr 0.02 momentum 0.9, batch 256, 10 epochs (d2l's 10 epochs and
   batch 256; momentum and a smaller lr replace d2l's plain SGD at lr 0.9 for sigmoid; at
@@ -14,7 +14,7 @@ cross-entropy, the images scaled to [0, 1] on the host and normalised (torchvisi
 * ``--recipe best``: BatchNorm after each convolution and each hidden Linear (d2l's
   BatchNorm LeNet), AdamW 3e-3 (weight decay 0.05) on a OneCycle schedule, batch 128, 15
   epochs, and ``random_crop(padding=2)`` augmentation drawn from each step's key inside
-  the compiled epoch (torchvision's ``RandomCrop(28, padding=2)`` before ``Normalize``).
+  the compiled step (torchvision's ``RandomCrop(28, padding=2)`` before ``Normalize``).
 
 ``--compare-torch`` trains the PyTorch twin from the same initial weights on the same
 batch order (``jaxnet.train.epoch_batch_order``) and, for ``best``, on the same crops
