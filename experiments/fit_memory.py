@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p.add_argument("--depth", type=int, default=4, help="hidden layers (default 4)")
     p.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    for flag, value in (("--width", args.width), ("--depth", args.depth)):
+        if value is not None and value < 1:
+            p.error(f"{flag} {value} must be at least 1")
     width = args.width or (128 if args.fast else 4096)
     if args.child:
         print(json.dumps(measure(args.child, width, args.depth, batch=32, steps=8)))
